@@ -1,0 +1,134 @@
+"""The session repository contract every store implements.
+
+Routes, the runner, the CLI and the scheduler talk only to this interface.  Each method is
+one atomic operation: it either happens whole or raises and changes nothing.
+"""
+from __future__ import annotations
+
+import abc
+from datetime import timedelta
+from typing import Any, Iterable, Iterator
+
+from .errors import SessionNotFound
+from .records import (AppendResult, CleanupCounts, LogEntry, LogInput, LogPage, Page,
+                      ProgressAck, Session, Snapshot, UsageRow, Worker)
+from .states import State
+
+DEFAULT_MAX_LOG_ENTRIES = 100_000
+USAGE_GROUPINGS = ("owner", "kind", "engine")
+
+
+class SessionRepository(abc.ABC):
+    """Abstract store.  ``name`` is what ``/healthz`` reports ("memory", "sqlite", "postgresql")."""
+
+    name: str = "abstract"
+
+    # -- sessions -----------------------------------------------------------------
+    @abc.abstractmethod
+    def create(self, *, kind: str, owner: str, label: str = "", params: dict | None = None,
+               meta: dict | None = None) -> Session:
+        """Store a new ``pending`` session and return it.
+
+        Also counts the session in the usage rollup of its creation hour.
+        Raises ValidationError for a bad kind, label, owner, params or meta.
+        """
+
+    @abc.abstractmethod
+    def get(self, session_id: str) -> Session:
+        """Return the session.  Raises SessionNotFound (also for a malformed id)."""
+
+    @abc.abstractmethod
+    def list_sessions(self, *, state: State | None = None, owner: str | None = None,
+                      kind: str | None = None, q: str | None = None, limit: int = 50,
+                      cursor: str | None = None) -> Page:
+        """Return one page of sessions, newest first, and the cursor of the next page.
+
+        ``q`` matches a case-insensitive substring of the label.  ``next_cursor`` is None on
+        the last page.  Raises ValidationError for a limit outside 1..200 or a malformed cursor.
+        """
+
+    @abc.abstractmethod
+    def snapshot(self, *, limit_per_state: int = 200) -> Snapshot:
+        """Return counts per state and the newest ``limit_per_state`` sessions of each state,
+        all read in one consistent view: every session appears exactly once."""
+
+    # -- transitions --------------------------------------------------------------
+    @abc.abstractmethod
+    def start(self, session_id: str) -> Session:
+        """Move pending → running, set ``started_at`` and the heartbeat; return the session.
+        Raises SessionNotFound, InvalidTransition."""
+
+    @abc.abstractmethod
+    def report_progress(self, session_id: str, *, progress: dict | None = None,
+                        meta: dict | None = None, usage: dict | None = None) -> ProgressAck:
+        """Merge ``progress`` and ``meta`` (RFC 7396), add usage deltas to the session and its
+        hourly rollup, refresh the heartbeat.  Returns the stored state and stop flag.
+        Raises SessionNotFound, InvalidTransition (session not running), ValidationError."""
+
+    @abc.abstractmethod
+    def request_stop(self, session_id: str) -> Session:
+        """pending → stopped; running → running with ``stop_requested``.  Returns the session.
+        Raises SessionNotFound, InvalidTransition (terminal)."""
+
+    @abc.abstractmethod
+    def finish(self, session_id: str, state: State, *, result: dict | None = None,
+               error: str | None = None) -> Session:
+        """Move to a terminal ``state`` with result/error and ``finished_at`` in one write.
+        Repeating the call on a session already in ``state`` returns it unchanged.
+        Raises SessionNotFound, InvalidTransition, ValidationError (non-terminal target)."""
+
+    # -- logs -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def append_logs(self, session_id: str, entries: Iterable[LogInput | dict[str, Any]]) -> AppendResult:
+        """Store a batch with server timestamps and the next gapless ``seq`` numbers.
+        Refreshes the heartbeat.  Raises SessionNotFound, InvalidTransition (terminal),
+        ValidationError (bad entry), LogLimitExceeded (batch would cross the cap; nothing stored)."""
+
+    @abc.abstractmethod
+    def read_logs(self, session_id: str, *, after: int = 0, limit: int = 1000) -> LogPage:
+        """Return entries with ``seq > after`` in order, at most ``limit`` (1..5000).
+        ``next_after`` is the last seq returned, or ``after`` when nothing was.
+        Raises SessionNotFound, ValidationError."""
+
+    def iter_logs(self, session_id: str, *, batch_size: int = 1000) -> Iterator[LogEntry]:
+        """Yield every entry in seq order, reading ``batch_size`` at a time so memory stays flat.
+
+        Raises SessionNotFound before the first entry; a session removed mid-stream ends it.
+        """
+        page = self.read_logs(session_id, after=0, limit=batch_size)
+        while page.entries:
+            yield from page.entries
+            try:
+                page = self.read_logs(session_id, after=page.next_after, limit=batch_size)
+            except SessionNotFound:  # removed by cleanup while streaming: end cleanly
+                return
+
+    # -- maintenance ------------------------------------------------------------------
+    @abc.abstractmethod
+    def sweep_heartbeats(self, timeout: timedelta) -> list[str]:
+        """Fail every running session whose heartbeat is older than ``timeout`` with error
+        "heartbeat lost"; return their ids.  Safe to run twice or concurrently."""
+
+    @abc.abstractmethod
+    def cleanup(self, older_than: timedelta, *, dry_run: bool = False) -> CleanupCounts:
+        """Remove whole terminal sessions (row and logs) finished before now − ``older_than``.
+        Returns what was (or, with ``dry_run``, would be) removed.  Usage rollups survive."""
+
+    # -- usage and workers -----------------------------------------------------------------
+    @abc.abstractmethod
+    def usage(self, *, by: str, since=None, owner: str | None = None) -> list[UsageRow]:
+        """Sum the hourly rollups from ``since`` on, grouped by owner, kind or engine.
+        ``owner`` restricts to one owner (what a plain user may see).
+        Raises ValidationError for an unknown grouping."""
+
+    @abc.abstractmethod
+    def heartbeat_worker(self, *, worker_id: str, host: str, pid: int, active: int = 0,
+                         rss_bytes: int | None = None, version: str | None = None) -> Worker:
+        """Insert or update a worker's record with ``last_seen`` = now; return it."""
+
+    @abc.abstractmethod
+    def list_workers(self) -> list[Worker]:
+        """Return every known worker, most recently seen first."""
+
+    def close(self) -> None:
+        """Release connections; the default store holds none."""

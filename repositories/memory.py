@@ -1,0 +1,242 @@
+"""The in-memory store: plain dicts behind exactly one ``threading.Lock``.
+
+Every public method takes the lock for its whole body, so each is atomic with respect to
+every other; private helpers assume the lock is held and never call public methods (the
+lock is not re-entrant).  Records handed out are copies.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable
+
+from . import validation as check
+from .base import DEFAULT_MAX_LOG_ENTRIES, SessionRepository
+from .cursors import decode_cursor, encode_cursor
+from .errors import LogLimitExceeded, SessionNotFound
+from .merge import merge_patch, merge_progress
+from .records import (AppendResult, CleanupCounts, LogEntry, LogInput, LogPage, Page,
+                      ProgressAck, Session, Snapshot, UsageRow, Worker, utcnow)
+from .states import State, check_move, check_reportable, parse_state, stop_target
+from .usage import engine_of, group_usage, hour_of
+
+
+def _copy(session: Session) -> Session:
+    return dataclasses.replace(
+        session, progress=copy.deepcopy(session.progress), meta=copy.deepcopy(session.meta),
+        params=copy.deepcopy(session.params), result=copy.deepcopy(session.result),
+        usage=dict(session.usage))
+
+
+class MemorySessionRepository(SessionRepository):
+    name = "memory"
+
+    def __init__(self, *, max_log_entries: int = DEFAULT_MAX_LOG_ENTRIES,
+                 clock: Callable[[], datetime] = utcnow):
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._max_log_entries = max_log_entries
+        self._sessions: dict[str, Session] = {}
+        self._position: dict[str, int] = {}       # id -> insertion position (the list key)
+        self._by_position: dict[int, str] = {}    # insertion order, oldest first
+        self._next_position = 1
+        self._logs: dict[str, list[LogEntry]] = {}
+        self._usage: dict[tuple[str, str, str, datetime], list] = defaultdict(lambda: [0, 0, 0.0])
+        self._workers: dict[str, Worker] = {}
+
+    # -- helpers (lock held) ------------------------------------------------------
+    def _load(self, session_id: str) -> Session:
+        try:
+            return self._sessions[check.check_session_id(session_id)]
+        except (KeyError, check.ValidationError):
+            raise SessionNotFound(str(session_id)) from None
+
+    def _newest_first(self, before: int | None = None):
+        for position in reversed(self._by_position):
+            if before is None or position < before:
+                yield position, self._sessions[self._by_position[position]]
+
+    # -- sessions -------------------------------------------------------------------
+    def create(self, *, kind, owner, label="", params=None, meta=None):
+        check.check_new_session(kind, label, owner, params=params, meta=meta)
+        with self._lock:
+            now = self._clock()
+            session = Session(
+                id=str(uuid.uuid4()), kind=kind, label=label, owner=owner, state=State.PENDING,
+                stop_requested=False, progress={}, meta=copy.deepcopy(meta or {}),
+                params=copy.deepcopy(params or {}), result=None, error=None,
+                usage={"tokens": 0, "cost": 0.0}, created_at=now, started_at=None,
+                updated_at=now, finished_at=None, heartbeat_at=None, log_count=0)
+            self._sessions[session.id] = session
+            self._position[session.id] = self._next_position
+            self._by_position[self._next_position] = session.id
+            self._next_position += 1
+            self._logs[session.id] = []
+            self._usage[(owner, kind, engine_of(session.meta), hour_of(now))][0] += 1
+            return _copy(session)
+
+    def get(self, session_id):
+        with self._lock:
+            return _copy(self._load(session_id))
+
+    def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None):
+        check.check_limit("limit", limit, 1, 200)
+        before = decode_cursor(cursor)
+        state = parse_state(state) if state is not None else None
+        needle = q.casefold() if q else None
+        with self._lock:
+            items: list[tuple[int, Session]] = []
+            for position, session in self._newest_first(before):
+                if ((state is None or session.state is state)
+                        and (owner is None or session.owner == owner)
+                        and (kind is None or session.kind == kind)
+                        and (needle is None or needle in session.label.casefold())):
+                    items.append((position, session))
+                    if len(items) > limit:
+                        break
+            more = len(items) > limit
+            items = items[:limit]
+            next_cursor = encode_cursor(items[-1][0]) if more else None
+            return Page([_copy(s) for _, s in items], next_cursor)
+
+    def snapshot(self, *, limit_per_state=200):
+        check.check_limit("limit", limit_per_state, 1, 1000)
+        with self._lock:
+            counts = {s.value: 0 for s in State}
+            sessions: dict[str, list[Session]] = {s.value: [] for s in State}
+            for _, session in self._newest_first():
+                counts[session.state.value] += 1
+                bucket = sessions[session.state.value]
+                if len(bucket) < limit_per_state:
+                    bucket.append(_copy(session))
+            return Snapshot(self._clock(), counts, sessions)
+
+    # -- transitions -------------------------------------------------------------------
+    def start(self, session_id):
+        with self._lock:
+            session = self._load(session_id)
+            check_move(session.id, session.state, "start", State.RUNNING)
+            now = self._clock()
+            session.state, session.started_at = State.RUNNING, now
+            session.heartbeat_at = session.updated_at = now
+            return _copy(session)
+
+    def report_progress(self, session_id, *, progress=None, meta=None, usage=None):
+        check.check_object("progress", progress)
+        check.check_object("meta", meta)
+        tokens, cost = check.check_usage(usage)
+        with self._lock:
+            session = self._load(session_id)
+            check_reportable(session.id, session.state, "progress")
+            now = self._clock()
+            if progress:
+                session.progress = merge_progress(session.progress, progress)
+            if meta:
+                session.meta = merge_patch(session.meta, meta)
+            if tokens or cost:
+                session.usage = {"tokens": session.usage["tokens"] + tokens,
+                                 "cost": session.usage["cost"] + cost}
+                row = self._usage[(session.owner, session.kind, engine_of(session.meta), hour_of(now))]
+                row[1] += tokens
+                row[2] += cost
+            session.heartbeat_at = session.updated_at = now
+            return ProgressAck(session.state, session.stop_requested)
+
+    def request_stop(self, session_id):
+        with self._lock:
+            session = self._load(session_id)
+            target = stop_target(session.state)
+            check_move(session.id, session.state, "stop", target)
+            now = self._clock()
+            if target is State.STOPPED:
+                session.state, session.finished_at = State.STOPPED, now
+            session.stop_requested = True
+            session.updated_at = now
+            return _copy(session)
+
+    def finish(self, session_id, state, *, result=None, error=None):
+        state = parse_state(state)
+        check.check_object("result", result)
+        if error is not None and not isinstance(error, str):
+            raise check.ValidationError("error", "must be a string")
+        with self._lock:
+            session = self._load(session_id)
+            if session.state is state:
+                return _copy(session)            # a retried finish: change nothing
+            check_move(session.id, session.state, "finish", state)
+            now = self._clock()
+            session.state, session.finished_at, session.updated_at = state, now, now
+            session.result, session.error = copy.deepcopy(result), error
+            return _copy(session)
+
+    # -- logs --------------------------------------------------------------------------------
+    def append_logs(self, session_id, entries):
+        batch = check.check_log_batch(entries)
+        with self._lock:
+            session = self._load(session_id)
+            check_reportable(session.id, session.state, "logs")
+            stored = self._logs[session.id]
+            if len(stored) + len(batch) > self._max_log_entries:
+                raise LogLimitExceeded(session.id, len(stored), len(batch), self._max_log_entries)
+            now = self._clock()
+            first = len(stored) + 1
+            stored.extend(LogEntry(first + i, now, e.level, e.message, copy.deepcopy(e.fields))
+                          for i, e in enumerate(batch))
+            session.log_count = len(stored)
+            session.heartbeat_at = session.updated_at = now
+            return AppendResult(first, len(stored))
+
+    def read_logs(self, session_id, *, after=0, limit=1000):
+        check.check_limit("after", after, 0, 2**62)
+        check.check_limit("limit", limit, 1, 5000)
+        with self._lock:
+            session = self._load(session_id)
+            # seq n sits at index n-1, so a page is one slice.
+            entries = self._logs[session.id][after:after + limit]
+            return LogPage(list(entries), entries[-1].seq if entries else after)
+
+    # -- maintenance ----------------------------------------------------------------------------
+    def sweep_heartbeats(self, timeout):
+        with self._lock:
+            now = self._clock()
+            failed = []
+            for session in self._sessions.values():
+                if (session.state is State.RUNNING and session.heartbeat_at is not None
+                        and session.heartbeat_at < now - timeout):
+                    check_move(session.id, session.state, "heartbeat lost", State.FAILED)
+                    session.state, session.error = State.FAILED, "heartbeat lost"
+                    session.finished_at = session.updated_at = now
+                    failed.append(session.id)
+            return failed
+
+    def cleanup(self, older_than, *, dry_run=False):
+        with self._lock:
+            cutoff = self._clock() - older_than
+            doomed = [s.id for s in self._sessions.values()
+                      if s.state.is_terminal and s.finished_at is not None and s.finished_at < cutoff]
+            log_entries = sum(len(self._logs[i]) for i in doomed)
+            if not dry_run:
+                for session_id in doomed:
+                    del self._sessions[session_id], self._logs[session_id]
+                    del self._by_position[self._position.pop(session_id)]
+            return CleanupCounts(len(doomed), log_entries)
+
+    # -- usage and workers -------------------------------------------------------------------------
+    def usage(self, *, by, since=None, owner=None):
+        with self._lock:
+            rows = [(key, list(values)) for key, values in self._usage.items()]
+        return group_usage(rows, by=by, since=since, owner=owner)
+
+    def heartbeat_worker(self, *, worker_id, host, pid, active=0, rss_bytes=None, version=None):
+        with self._lock:
+            worker = Worker(worker_id, host, pid, active, rss_bytes, version, self._clock())
+            self._workers[worker_id] = worker
+            return worker
+
+    def list_workers(self):
+        with self._lock:
+            return sorted(self._workers.values(), key=lambda w: w.last_seen, reverse=True)

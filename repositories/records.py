@@ -1,0 +1,134 @@
+"""Plain records the repositories hand out.  They are copies: mutating one changes nothing stored."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from typing import Any
+
+from .states import State
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """UTC ISO-8601 with microseconds and a ``Z``, the only timestamp format we emit."""
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclasses.dataclass
+class Session:
+    id: str
+    kind: str
+    label: str
+    owner: str
+    state: State
+    stop_requested: bool
+    progress: dict[str, Any]
+    meta: dict[str, Any]
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    usage: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    log_count: int
+
+    def to_dict(self, *, include_cost: bool = True) -> dict[str, Any]:
+        """JSON-ready form; ``include_cost=False`` is the view a plain user gets."""
+        usage = dict(self.usage)
+        if not include_cost:
+            usage.pop("cost", None)
+        return {
+            "id": self.id, "kind": self.kind, "label": self.label, "owner": self.owner,
+            "state": self.state.value, "stop_requested": self.stop_requested,
+            "progress": self.progress, "meta": self.meta, "params": self.params,
+            "result": self.result, "error": self.error, "usage": usage,
+            "created_at": iso(self.created_at), "started_at": iso(self.started_at),
+            "updated_at": iso(self.updated_at), "finished_at": iso(self.finished_at),
+            "heartbeat_at": iso(self.heartbeat_at), "log_count": self.log_count,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class LogEntry:
+    seq: int
+    ts: datetime
+    level: str
+    message: str
+    fields: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "ts": iso(self.ts), "level": self.level,
+                "message": self.message, "fields": self.fields}
+
+
+@dataclasses.dataclass(frozen=True)
+class LogInput:
+    """One entry as a client sends it; the server adds ``seq`` and ``ts``."""
+    level: str
+    message: str
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    items: list[Session]
+    next_cursor: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class LogPage:
+    entries: list[LogEntry]
+    next_after: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    taken_at: datetime
+    counts: dict[str, int]
+    sessions: dict[str, list[Session]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgressAck:
+    """What a worker needs back from a report: the stored state and whether to stop."""
+    state: State
+    stop_requested: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class AppendResult:
+    first_seq: int
+    last_seq: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CleanupCounts:
+    sessions: int
+    log_entries: int
+
+
+@dataclasses.dataclass(frozen=True)
+class UsageRow:
+    key: str
+    sessions: int
+    tokens: int
+    cost: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Worker:
+    worker_id: str
+    host: str
+    pid: int
+    active: int
+    rss_bytes: int | None
+    version: str | None
+    last_seen: datetime

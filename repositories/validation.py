@@ -1,0 +1,83 @@
+"""Limits every store enforces itself, so no caller (API, runner, CLI) can bypass them.
+
+The API validates the same limits earlier with declared schemas; these checks are the
+repository's own last line, and they raise before anything is written.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Iterable
+
+from .errors import ValidationError
+from .records import LogInput
+
+KIND_PATTERN = re.compile(r"[a-z0-9_.-]{1,64}")
+MAX_LABEL = 256
+MAX_OWNER = 256
+MAX_MESSAGE_BYTES = 8 * 1024
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def check_session_id(session_id: Any) -> str:
+    """A malformed id can never exist, so it is reported as not-found-worthy input."""
+    try:
+        return str(uuid.UUID(str(session_id)))
+    except ValueError:
+        raise ValidationError("id", f"not a UUID: {str(session_id)[:80]!r}") from None
+
+
+def check_new_session(kind: str, label: str, owner: str, **objects: Any) -> None:
+    if not isinstance(kind, str) or not KIND_PATTERN.fullmatch(kind):
+        raise ValidationError("kind", "must match [a-z0-9_.-]{1,64}")
+    if not isinstance(label, str) or len(label) > MAX_LABEL:
+        raise ValidationError("label", f"must be a string of at most {MAX_LABEL} characters")
+    if not isinstance(owner, str) or not owner or len(owner) > MAX_OWNER:
+        raise ValidationError("owner", f"must be a non-empty string of at most {MAX_OWNER} characters")
+    for name, value in objects.items():
+        check_object(name, value)
+
+
+def check_object(field: str, value: Any, *, nullable: bool = True) -> None:
+    if value is None and nullable:
+        return
+    if not isinstance(value, dict):
+        raise ValidationError(field, "must be a JSON object")
+
+
+def check_usage(usage: dict[str, Any] | None) -> tuple[int, float]:
+    """Return (tokens, cost) deltas; negative or non-numeric deltas are refused."""
+    if not usage:
+        return 0, 0.0
+    check_object("usage", usage)
+    unknown = set(usage) - {"tokens", "cost"}
+    if unknown:
+        raise ValidationError(f"usage.{sorted(unknown)[0]}", "unknown field")
+    tokens, cost = usage.get("tokens", 0), usage.get("cost", 0)
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+        raise ValidationError("usage.tokens", "must be a non-negative integer")
+    if not isinstance(cost, (int, float)) or isinstance(cost, bool) or not 0 <= cost < float("inf"):
+        raise ValidationError("usage.cost", "must be a non-negative number")
+    return tokens, float(cost)
+
+
+def check_log_batch(entries: Iterable[LogInput | dict[str, Any]]) -> list[LogInput]:
+    """Normalise a batch to LogInput records, refusing the whole batch on the first bad entry."""
+    batch = [e if isinstance(e, LogInput) else LogInput(**e) for e in entries]
+    if not batch:
+        raise ValidationError("entries", "must hold at least one entry")
+    for index, entry in enumerate(batch):
+        if entry.level not in LOG_LEVELS:
+            raise ValidationError(f"entries[{index}].level", f"must be one of {', '.join(LOG_LEVELS)}")
+        if not isinstance(entry.message, str):
+            raise ValidationError(f"entries[{index}].message", "must be a string")
+        if len(entry.message.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+            raise ValidationError(f"entries[{index}].message", "is longer than 8 KiB of UTF-8")
+        check_object(f"entries[{index}].fields", entry.fields, nullable=False)
+    return batch
+
+
+def check_limit(field: str, value: Any, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValidationError(field, f"must be an integer from {low} to {high}")
+    return value
