@@ -1,0 +1,107 @@
+"""Engines and the one transaction helper every SQL store method goes through.
+
+SQLite needs two adjustments to be a safe multi-threaded, multi-process store:
+* pysqlite's own implicit BEGIN is switched off and SQLAlchemy's ``begin`` event emits
+  ours, so a write transaction can start with ``BEGIN IMMEDIATE``: it takes the write
+  lock up front (waiting up to ``busy_timeout``) instead of failing with "database is
+  locked" when a read transaction later tries to upgrade;
+* WAL lets readers proceed beside the one writer and makes every snapshot a true
+  point-in-time view; ``synchronous=NORMAL`` in WAL keeps acknowledged commits across a
+  process crash (kill -9) — only an OS crash or power loss can lose the last commits.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from sqlalchemy import Connection, Engine, create_engine, event
+
+from ..errors import ConfigurationError
+
+BUSY_TIMEOUT_MS = 30_000
+_BEGIN_OPTION = "runboard_begin"
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, see _sqlite_on_begin
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={BUSY_TIMEOUT_MS}",
+                   "foreign_keys=ON"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    # Straight to the driver: this runs once per transaction on the hot path.
+    mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+    connection.connection.driver_connection.execute(f"BEGIN {mode}")
+
+
+def prepare_engine(engine: Engine) -> Engine:
+    """Install the SQLite listeners once; PostgreSQL needs nothing.  Idempotent."""
+    if engine.dialect.name == "sqlite" and not event.contains(engine, "connect", _sqlite_on_connect):
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def make_engine(url: str, **options) -> Engine:
+    """Create an engine for a ``sqlite:///`` or ``postgresql+psycopg://`` URL."""
+    if url.startswith("sqlite:"):
+        options.setdefault("connect_args", {"check_same_thread": False,
+                                            "timeout": BUSY_TIMEOUT_MS / 1000})
+    elif url.startswith(("postgresql+psycopg:", "postgresql:")):
+        url = url.replace("postgresql:", "postgresql+psycopg:", 1) if url.startswith("postgresql:") else url
+        options.setdefault("pool_size", 10)
+        options.setdefault("max_overflow", 20)
+        options.setdefault("pool_pre_ping", True)
+    else:
+        raise ConfigurationError(
+            "RUNBOARD_DATABASE_URL: unsupported scheme; use memory://, sqlite:///path.db "
+            "or postgresql+psycopg://…")
+    return prepare_engine(create_engine(url, **options))
+
+
+class Transactions:
+    """The one way store methods open a transaction.
+
+    ``transactions(write=...)`` commits when the block ends, rolls back if it raises, and
+    always returns the connection to the pool.  ``write`` takes SQLite's write lock at
+    BEGIN; ``snapshot`` asks PostgreSQL for a read-only REPEATABLE READ transaction so
+    several SELECTs see one consistent state (SQLite's WAL read transaction already does).
+    The option-carrying engines are built once because this sits on every hot path.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = prepare_engine(engine)
+        self._sqlite = engine.dialect.name == "sqlite"
+        if self._sqlite:
+            self._write = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+            self._snapshot = engine
+        else:
+            self._write = engine
+            self._snapshot = engine.execution_options(isolation_level="REPEATABLE READ",
+                                                      postgresql_readonly=True)
+
+    @contextlib.contextmanager
+    def __call__(self, *, write: bool, snapshot: bool = False) -> Iterator[Connection]:
+        engine = self._write if write else self._snapshot if snapshot else self.engine
+        with engine.begin() as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def cursor(self) -> Iterator:
+        """Driver-level twin of a write transaction for the hot paths (see ``hotpath``):
+        same pool, same BEGIN IMMEDIATE, commit on success, roll back on error."""
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            if self._sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            yield cursor
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()

@@ -1,0 +1,88 @@
+"""Sweeps, retention, usage and worker heartbeats for the SQL store.
+
+Sweeps lock their rows in primary-key order and skip rows another transaction holds, so
+two schedulers (or a scheduler and the CLI) can run the same sweep at once safely.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import delete, func, select, update
+
+from ..records import CleanupCounts, UsageRow, Worker
+from ..states import State, check_move
+from ..usage import check_grouping, hour_of
+from .rows import logs, move_counts, sessions, upsert_worker, usage_rollups, workers
+
+#: Sessions removed per cleanup transaction: each batch removes whole sessions, and the
+#: write lock is released between batches so workers' reports are not held up for seconds.
+CLEANUP_BATCH = 1000
+
+
+class SqlMaintenance:
+    def sweep_heartbeats(self, timeout):
+        c = sessions.c
+        with self._tx() as connection:
+            now = self._clock()
+            rows = connection.execute(
+                select(c.pk, c.id).where(c.state == State.RUNNING.value, c.heartbeat_at < now - timeout)
+                .order_by(c.pk).with_for_update(skip_locked=True)).all()
+            if not rows:
+                return []
+            for row in rows:
+                check_move(row.id, State.RUNNING, "heartbeat lost", State.FAILED)
+            connection.execute(update(sessions).where(c.pk.in_([r.pk for r in rows])).values(
+                state=State.FAILED.value, error="heartbeat lost", finished_at=now, updated_at=now))
+            move_counts(connection, {State.RUNNING: -len(rows), State.FAILED: len(rows)})
+            return [r.id for r in rows]
+
+    def cleanup(self, older_than, *, dry_run=False):
+        c = sessions.c
+        cutoff = self._clock() - older_than
+        expired = c.finished_at < cutoff   # only terminal sessions have finished_at
+        if dry_run:
+            with self._tx(write=False) as connection:
+                count, entries = connection.execute(
+                    select(func.count(), func.coalesce(func.sum(c.log_count), 0)).where(expired)).one()
+            return CleanupCounts(int(count), int(entries))
+        removed_sessions = removed_entries = 0
+        while True:
+            with self._tx() as connection:
+                rows = connection.execute(
+                    select(c.pk, c.state).where(expired).order_by(c.pk).limit(CLEANUP_BATCH)
+                    .with_for_update(skip_locked=True)).all()
+                if not rows:
+                    break
+                pks = [r.pk for r in rows]
+                removed_entries += connection.execute(delete(logs).where(logs.c.session_pk.in_(pks))).rowcount
+                connection.execute(delete(sessions).where(c.pk.in_(pks)))
+                move_counts(connection, {State(s): -n for s, n in Counter(r.state for r in rows).items()})
+                removed_sessions += len(rows)
+        return CleanupCounts(removed_sessions, removed_entries)
+
+    def usage(self, *, by, since=None, owner=None):
+        check_grouping(by)
+        u = usage_rollups.c
+        key = u[by]
+        query = select(key, func.sum(u.sessions), func.sum(u.tokens), func.sum(u.cost)).group_by(key).order_by(key)
+        if since is not None:
+            query = query.where(u.hour >= hour_of(since))
+        if owner is not None:
+            query = query.where(u.owner == owner)
+        with self._tx(write=False) as connection:
+            rows = connection.execute(query).all()
+        return [UsageRow(r[0], int(r[1]), int(r[2]), round(float(r[3]), 6)) for r in rows]
+
+    def heartbeat_worker(self, *, worker_id, host, pid, active=0, rss_bytes=None, version=None):
+        worker = Worker(worker_id, host, pid, active, rss_bytes, version, self._clock())
+        with self._tx() as connection:
+            upsert_worker(connection, {"worker_id": worker_id, "host": host, "pid": pid, "active": active,
+                                       "rss_bytes": rss_bytes, "version": version,
+                                       "last_seen": worker.last_seen})
+        return worker
+
+    def list_workers(self):
+        with self._tx(write=False) as connection:
+            rows = connection.execute(select(workers).order_by(workers.c.last_seen.desc())).all()
+        return [Worker(r.worker_id, r.host, r.pid, r.active, r.rss_bytes, r.version, r.last_seen)
+                for r in rows]

@@ -1,0 +1,149 @@
+"""Table definitions shared by the SQL store, Flask-SQLAlchemy and Flask-Migrate.
+
+Defined on a plain ``DeclarativeBase`` so ``repositories/`` needs no Flask; the web app
+hands this base to Flask-SQLAlchemy (``SQLAlchemy(model_class=Base)``) so migrations see
+exactly these tables.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer,
+                        MetaData, String, Text, event, insert)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from ..states import State
+
+NAMING = {"ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+          "ck": "ck_%(table_name)s_%(constraint_name)s", "fk": "fk_%(table_name)s_%(column_0_name)s",
+          "pk": "pk_%(table_name)s"}
+
+#: JSON on SQLite, JSONB on PostgreSQL (smaller, no re-parse on read).
+Json = JSON().with_variant(JSONB(), "postgresql")
+#: Like Json, but Python None is stored as SQL NULL rather than the JSON literal null.
+NullableJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+#: SQLite only aliases ROWID for exactly "INTEGER PRIMARY KEY", which keeps inserts cheap.
+BigKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator):
+    """Always hands out aware UTC datetimes; SQLite stores naive UTC text that sorts correctly."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and dialect.name == "sqlite":
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class SessionRow(Base):
+    """One tracked session.  ``pk`` orders sessions newest-first and keys the log table."""
+
+    __tablename__ = "sessions"
+
+    pk: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(256), default="")
+    owner: Mapped[str] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(16))
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    progress: Mapped[dict] = mapped_column(Json)
+    meta: Mapped[dict] = mapped_column(Json)
+    params: Mapped[dict] = mapped_column(Json)
+    result: Mapped[dict | None] = mapped_column(NullableJson, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    log_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        # Each list filter and each snapshot bucket walks one of these newest-first.
+        Index("ix_sessions_state_pk", "state", "pk"),
+        Index("ix_sessions_owner_pk", "owner", "pk"),
+        Index("ix_sessions_kind_pk", "kind", "pk"),
+        # Retention finds finished sessions without touching live ones.
+        Index("ix_sessions_finished_at", "finished_at"),
+    )
+
+
+class LogRow(Base):
+    """Append-only log entries; (session_pk, seq) is both the key and the read order."""
+
+    __tablename__ = "log_entries"
+
+    session_pk: Mapped[int] = mapped_column(BigInteger, ForeignKey("sessions.pk", ondelete="CASCADE"),
+                                            primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    level: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str] = mapped_column(Text)
+    fields: Mapped[dict] = mapped_column(Json)
+
+
+class StateCountRow(Base):
+    """Sessions per state, kept in the same transaction as every state change so a
+    snapshot never has to COUNT(*) a million rows."""
+
+    __tablename__ = "state_counts"
+
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sessions: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageRollupRow(Base):
+    """Usage per (owner, kind, engine, hour); outlives the sessions it sums."""
+
+    __tablename__ = "usage_rollups"
+
+    owner: Mapped[str] = mapped_column(String(256), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    engine: Mapped[str] = mapped_column(String(128), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    sessions: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+
+    __table_args__ = (Index("ix_usage_rollups_hour", "hour"),)
+
+
+class WorkerRow(Base):
+    __tablename__ = "workers"
+
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(256))
+    pid: Mapped[int] = mapped_column(Integer)
+    active: Mapped[int] = mapped_column(Integer, default=0)
+    rss_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+def seed_state_counts(connection) -> None:
+    """Insert the zero counter rows; called after CREATE TABLE and by the initial migration."""
+    connection.execute(insert(StateCountRow.__table__),
+                       [{"state": s.value, "sessions": 0} for s in State])
+
+
+event.listen(StateCountRow.__table__, "after_create",
+             lambda target, connection, **kw: seed_state_counts(connection))

@@ -1,0 +1,69 @@
+"""Row ↔ record conversion and the small statements several store methods share."""
+from __future__ import annotations
+
+from sqlalchemy import Connection, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..records import LogEntry, Session
+from ..states import State
+from .models import LogRow, SessionRow, StateCountRow, UsageRollupRow, WorkerRow
+
+sessions = SessionRow.__table__
+logs = LogRow.__table__
+state_counts = StateCountRow.__table__
+usage_rollups = UsageRollupRow.__table__
+workers = WorkerRow.__table__
+
+SESSION_COLUMNS = [c for c in sessions.c]
+LOG_COLUMNS = [logs.c.seq, logs.c.ts, logs.c.level, logs.c.message, logs.c.fields]
+
+
+def to_session(row) -> Session:
+    m = row._mapping
+    return Session(
+        id=m["id"], kind=m["kind"], label=m["label"], owner=m["owner"], state=State(m["state"]),
+        stop_requested=bool(m["stop_requested"]), progress=m["progress"], meta=m["meta"],
+        params=m["params"], result=m["result"], error=m["error"],
+        usage={"tokens": int(m["tokens"]), "cost": float(m["cost"])},
+        created_at=m["created_at"], started_at=m["started_at"], updated_at=m["updated_at"],
+        finished_at=m["finished_at"], heartbeat_at=m["heartbeat_at"], log_count=m["log_count"])
+
+
+def to_log(row) -> LogEntry:
+    return LogEntry(row.seq, row.ts, row.level, row.message, row.fields)
+
+
+def move_counts(connection: Connection, deltas: dict[State, int]) -> None:
+    """Apply per-state counter deltas in sorted state order, so concurrent transactions
+    always lock counter rows in the same order and cannot deadlock each other."""
+    for state in sorted(deltas, key=lambda s: s.value):
+        if deltas[state]:
+            connection.execute(
+                update(state_counts).where(state_counts.c.state == state.value)
+                .values(sessions=state_counts.c.sessions + deltas[state]))
+
+
+def _dialect_insert(connection: Connection, table):
+    module = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return module.insert(table)
+
+
+def add_usage(connection: Connection, key: tuple, *, sessions_delta: int = 0, tokens: int = 0,
+              cost: float = 0.0) -> None:
+    """Upsert-add one hourly rollup row, in the caller's transaction."""
+    owner, kind, engine, hour = key
+    stmt = _dialect_insert(connection, usage_rollups).values(
+        owner=owner, kind=kind, engine=engine, hour=hour, sessions=sessions_delta, tokens=tokens,
+        cost=cost)
+    connection.execute(stmt.on_conflict_do_update(
+        index_elements=["owner", "kind", "engine", "hour"],
+        set_={"sessions": usage_rollups.c.sessions + stmt.excluded.sessions,
+              "tokens": usage_rollups.c.tokens + stmt.excluded.tokens,
+              "cost": usage_rollups.c.cost + stmt.excluded.cost}))
+
+
+def upsert_worker(connection: Connection, values: dict) -> None:
+    stmt = _dialect_insert(connection, workers).values(**values)
+    connection.execute(stmt.on_conflict_do_update(
+        index_elements=["worker_id"],
+        set_={k: stmt.excluded[k] for k in values if k != "worker_id"}))

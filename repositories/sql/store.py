@@ -1,0 +1,196 @@
+"""The SQL session store: one transaction per public method, Core statements on hot paths.
+
+Rows a method will change are read ``FOR UPDATE`` (PostgreSQL) or inside ``BEGIN
+IMMEDIATE`` (SQLite), so every read-merge-write is serialised per session and a state
+change, its timestamps, its counters and its usage rollup commit together or not at all.
+"""
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy import Engine, insert, select, update
+
+from .. import validation as check
+from ..base import DEFAULT_MAX_LOG_ENTRIES, SessionRepository
+from ..cursors import decode_cursor, encode_cursor
+from ..errors import SessionNotFound
+from ..merge import merge_patch, merge_progress
+from ..records import Page, ProgressAck, Snapshot, utcnow
+from ..states import State, check_move, check_reportable, parse_state, stop_target
+from ..usage import engine_of, hour_of
+from .engine import Transactions, make_engine
+from .hotpath import DIALECTS
+from .logs import SqlLogs
+from .maintenance import SqlMaintenance
+from .models import Base
+from .rows import SESSION_COLUMNS, add_usage, move_counts, sessions, state_counts, to_session
+
+
+class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
+    def __init__(self, engine: Engine, *, max_log_entries: int = DEFAULT_MAX_LOG_ENTRIES,
+                 clock: Callable[[], datetime] = utcnow, owns_engine: bool = False):
+        self._transactions = Transactions(engine)
+        self._engine = self._transactions.engine
+        self._dialect = DIALECTS[engine.dialect.name]
+        self._clock = clock
+        self._max_log_entries = max_log_entries
+        self._owns_engine = owns_engine
+        self.name = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str, **options) -> "SqlSessionRepository":
+        return cls(make_engine(url), owns_engine=True, **options)
+
+    def create_schema(self) -> None:
+        """Create every table (tests and benchmarks; deployments use ``flask db upgrade``)."""
+        Base.metadata.create_all(self._engine)
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self._engine.dispose()
+
+    # -- helpers (inside a transaction) -------------------------------------------------
+    def _tx(self, *, write: bool = True, snapshot: bool = False):
+        return self._transactions(write=write, snapshot=snapshot)
+
+    @staticmethod
+    def _fetch(connection, session_id: str, *columns, lock: bool = False):
+        """Read the session row (``lock``: FOR UPDATE on PostgreSQL); SessionNotFound if absent."""
+        try:
+            key = check.check_session_id(session_id)
+        except check.ValidationError:
+            raise SessionNotFound(str(session_id)) from None
+        query = select(*(columns or SESSION_COLUMNS)).where(sessions.c.id == key)
+        row = connection.execute(query.with_for_update() if lock else query).first()
+        if row is None:
+            raise SessionNotFound(key)
+        return row
+
+    def _locked(self, connection, session_id: str, *columns):
+        return self._fetch(connection, session_id, *columns, lock=True)
+
+    @staticmethod
+    def _update_returning(connection, pk: int, **values):
+        return to_session(connection.execute(
+            update(sessions).where(sessions.c.pk == pk).values(**values)
+            .returning(*SESSION_COLUMNS)).one())
+
+    # -- sessions ----------------------------------------------------------------------------
+    def create(self, *, kind, owner, label="", params=None, meta=None):
+        check.check_new_session(kind, label, owner, params=params, meta=meta)
+        meta = copy.deepcopy(meta or {})
+        with self._tx() as connection:
+            now = self._clock()
+            row = connection.execute(insert(sessions).values(
+                id=str(uuid.uuid4()), kind=kind, label=label, owner=owner, state=State.PENDING.value,
+                stop_requested=False, progress={}, meta=meta, params=params or {}, result=None,
+                error=None, tokens=0, cost=0.0, created_at=now, updated_at=now, log_count=0,
+            ).returning(*SESSION_COLUMNS)).one()
+            move_counts(connection, {State.PENDING: 1})
+            add_usage(connection, (owner, kind, engine_of(meta), hour_of(now)), sessions_delta=1)
+            return to_session(row)
+
+    def get(self, session_id):
+        with self._tx(write=False) as connection:
+            return to_session(self._fetch(connection, session_id))
+
+    def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None):
+        check.check_limit("limit", limit, 1, 200)
+        before = decode_cursor(cursor)
+        query = select(sessions.c.pk, *SESSION_COLUMNS).order_by(sessions.c.pk.desc()).limit(limit + 1)
+        if state is not None:
+            query = query.where(sessions.c.state == parse_state(state).value)
+        if owner is not None:
+            query = query.where(sessions.c.owner == owner)
+        if kind is not None:
+            query = query.where(sessions.c.kind == kind)
+        if q:
+            query = query.where(sessions.c.label.icontains(q, autoescape=True))
+        if before is not None:
+            query = query.where(sessions.c.pk < before)
+        with self._tx(write=False) as connection:
+            rows = connection.execute(query).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page([to_session(r) for r in rows], encode_cursor(rows[-1].pk) if more else None)
+
+    def snapshot(self, *, limit_per_state=200):
+        check.check_limit("limit", limit_per_state, 1, 1000)
+        with self._tx(write=False, snapshot=True) as connection:
+            taken_at = self._clock()
+            counts = {s.value: 0 for s in State}
+            counts.update({r.state: int(r.sessions) for r in connection.execute(select(state_counts))})
+            buckets = {}
+            for state in State:
+                rows = connection.execute(
+                    select(*SESSION_COLUMNS).where(sessions.c.state == state.value)
+                    .order_by(sessions.c.pk.desc()).limit(limit_per_state)).all()
+                buckets[state.value] = [to_session(r) for r in rows]
+        return Snapshot(taken_at, counts, buckets)
+
+    # -- transitions -----------------------------------------------------------------------------
+    def start(self, session_id):
+        with self._tx() as connection:
+            row = self._locked(connection, session_id, sessions.c.pk, sessions.c.id, sessions.c.state)
+            check_move(row.id, State(row.state), "start", State.RUNNING)
+            now = self._clock()
+            move_counts(connection, {State.PENDING: -1, State.RUNNING: 1})
+            return self._update_returning(connection, row.pk, state=State.RUNNING.value,
+                                          started_at=now, heartbeat_at=now, updated_at=now)
+
+    def report_progress(self, session_id, *, progress=None, meta=None, usage=None):
+        check.check_object("progress", progress)
+        check.check_object("meta", meta)
+        tokens, cost = check.check_usage(usage)
+        d = self._dialect
+        with self._transactions.cursor() as cursor:
+            pk, key, state, stop_requested, stored_progress, stored_meta, owner, kind, total_tokens, \
+                total_cost = d.fetch(cursor, d.progress_row, session_id)
+            state = State(state)
+            check_reportable(key, state, "progress")
+            now = self._clock()
+            stored_progress, stored_meta = d.load_json(stored_progress), d.load_json(stored_meta)
+            if progress:
+                stored_progress = merge_progress(stored_progress, progress)
+            if meta:
+                stored_meta = merge_patch(stored_meta, meta)
+            stamp = d.dump_ts(now)
+            if tokens or cost:
+                cursor.execute(d.usage_add, (owner, kind, engine_of(stored_meta),
+                                             d.dump_ts(hour_of(now)), tokens, cost))
+            cursor.execute(d.progress_update, (
+                d.dump_json(stored_progress), d.dump_json(stored_meta), total_tokens + tokens,
+                total_cost + cost, stamp, stamp, pk))
+            return ProgressAck(state, bool(stop_requested))
+
+    def request_stop(self, session_id):
+        with self._tx() as connection:
+            row = self._locked(connection, session_id, sessions.c.pk, sessions.c.id, sessions.c.state)
+            current = State(row.state)
+            target = stop_target(current)
+            check_move(row.id, current, "stop", target)
+            now = self._clock()
+            values = {"stop_requested": True, "updated_at": now}
+            if target is not current:
+                values.update(state=target.value, finished_at=now)
+                move_counts(connection, {current: -1, target: 1})
+            return self._update_returning(connection, row.pk, **values)
+
+    def finish(self, session_id, state, *, result=None, error=None):
+        state = parse_state(state)
+        check.check_object("result", result)
+        if error is not None and not isinstance(error, str):
+            raise check.ValidationError("error", "must be a string")
+        with self._tx() as connection:
+            row = self._locked(connection, session_id)
+            current = State(row.state)
+            if current is state:
+                return to_session(row)          # a retried finish: change nothing
+            check_move(row.id, current, "finish", state)
+            now = self._clock()
+            move_counts(connection, {current: -1, state: 1})
+            return self._update_returning(connection, row.pk, state=state.value, result=result,
+                                          error=error, finished_at=now, updated_at=now)
