@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh PostgreSQL database per test run, SQLite files per test.
+"""Shared fixtures: fresh PostgreSQL databases per test run, SQLite files per test.
 
 Every run (and every xdist worker) creates its own PostgreSQL database and drops it at the
 end, so parallel or concurrent runs never see each other's data.  Without a reachable
@@ -6,6 +6,7 @@ server the PostgreSQL cases are skipped locally but fail under ``CI=true``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -14,29 +15,43 @@ import pytest
 PG_ADMIN_URL = os.environ.get("RUNBOARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def _pg_dsn(database: str) -> str:
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    return f"{base}/{database}"
-
-
-@pytest.fixture(scope="session")
-def postgres_url():
-    """SQLAlchemy URL of a database created for this run; dropped afterwards."""
+def _admin_connection():
     try:
         import psycopg
 
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
     except Exception as exc:  # noqa: BLE001 - any failure to connect means "no server"
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required under CI=true but unreachable: {exc}")
         pytest.skip(f"PostgreSQL unreachable: {exc}")
-    name = f"runboard_test_{uuid.uuid4().hex[:12]}"
+
+
+@contextlib.contextmanager
+def _new_postgres_database(prefix: str):
+    """Create a uniquely named database, yield its SQLAlchemy URL, drop it afterwards."""
+    admin = _admin_connection()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield _pg_dsn(name).replace("postgresql://", "postgresql+psycopg://", 1)
+            base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+            yield f"{base}/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a database created for this run (shared by its tests); dropped afterwards."""
+    with _new_postgres_database("runboard_test") as url:
+        yield url
+
+
+@pytest.fixture
+def empty_postgres_url():
+    """URL of a database created for one test, e.g. to run migrations from nothing."""
+    with _new_postgres_database("runboard_empty") as url:
+        yield url
 
 
 @pytest.fixture

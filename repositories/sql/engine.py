@@ -45,21 +45,22 @@ def prepare_engine(engine: Engine) -> Engine:
     return engine
 
 
-def make_engine(url: str, **options) -> Engine:
-    """Create an engine for a ``sqlite:///`` or ``postgresql+psycopg://`` URL."""
+def engine_options(url: str) -> dict:
+    """Engine keyword arguments for a URL; shared by ``make_engine`` and the Flask app."""
     if url.startswith("sqlite:"):
-        options.setdefault("connect_args", {"check_same_thread": False,
-                                            "timeout": BUSY_TIMEOUT_MS / 1000})
-    elif url.startswith(("postgresql+psycopg:", "postgresql:")):
-        url = url.replace("postgresql:", "postgresql+psycopg:", 1) if url.startswith("postgresql:") else url
-        options.setdefault("pool_size", 10)
-        options.setdefault("max_overflow", 20)
-        options.setdefault("pool_pre_ping", True)
-    else:
-        raise ConfigurationError(
-            "RUNBOARD_DATABASE_URL: unsupported scheme; use memory://, sqlite:///path.db "
-            "or postgresql+psycopg://…")
-    return prepare_engine(create_engine(url, **options))
+        return {"connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}}
+    if url.startswith("postgresql"):
+        return {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
+    raise ConfigurationError(
+        "RUNBOARD_DATABASE_URL: unsupported scheme; use memory://, sqlite:///path.db "
+        "or postgresql+psycopg://…")
+
+
+def make_engine(url: str, **options) -> Engine:
+    """Create a prepared engine for a ``sqlite:///`` or ``postgresql+psycopg://`` URL."""
+    if url.startswith("postgresql://"):
+        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    return prepare_engine(create_engine(url, **{**engine_options(url), **options}))
 
 
 class Transactions:

@@ -1,0 +1,89 @@
+"""Settings from the environment (SPEC §9), validated once at start-up.
+
+Every problem becomes a ConfigurationError whose message starts with the variable's
+name, so gunicorn, ``flask`` and tests can show one clear line instead of a traceback.
+"""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from repositories.errors import ConfigurationError
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+SCHEMES = ("memory://", "sqlite:///", "postgresql+psycopg://", "postgresql://")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30s``, ``15m``, ``1h``, ``7d``, ``2w`` → timedelta; anything else is a ValueError."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"malformed duration {str(text)[:40]!r} (use e.g. 30s, 15m, 7d)")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def store_kind(url: str) -> str:
+    """"memory", "sqlite" or "postgresql" for a database URL."""
+    return "memory" if url.startswith("memory:") else "sqlite" if url.startswith("sqlite:") else "postgresql"
+
+
+class Settings(BaseModel):
+    """Field aliases are the environment variable names, so errors can name them."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    database_url: str = Field("sqlite:///runboard.db", alias="RUNBOARD_DATABASE_URL")
+    secret_key: str | None = Field(None, min_length=16, repr=False, alias="RUNBOARD_SECRET_KEY")
+    retention: timedelta = Field(timedelta(days=7), alias="RUNBOARD_RETENTION")
+    heartbeat_timeout: timedelta = Field(timedelta(seconds=60), alias="RUNBOARD_HEARTBEAT_TIMEOUT")
+    runner_threads: int = Field(4, ge=1, le=256, alias="RUNBOARD_RUNNER_THREADS")
+    max_log_entries: int = Field(100_000, ge=1, le=100_000_000, alias="RUNBOARD_MAX_LOG_ENTRIES")
+    scheduler: Literal["on", "off"] = Field("on", alias="RUNBOARD_SCHEDULER")
+    admin_token: str | None = Field(None, min_length=16, repr=False, alias="RUNBOARD_ADMIN_TOKEN")
+    secure_cookies: bool = Field(False, alias="RUNBOARD_SECURE_COOKIES")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(SCHEMES):
+            scheme = value.split(":", 1)[0][:20] if ":" in value else "(none)"
+            raise ValueError(f"unsupported scheme {scheme!r}; use memory://, sqlite:///path.db "
+                             "or postgresql+psycopg://user@host/db")
+        return value
+
+    @field_validator("retention", "heartbeat_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        duration = parse_duration(value)
+        if duration <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return duration
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _on_off(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def store(self) -> str:
+        return store_kind(self.database_url)
+
+
+def load_settings(environ: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read RUNBOARD_* values from ``environ``, then ``overrides`` (test config)."""
+    names = {field.alias for field in Settings.model_fields.values()}
+    values = {k: v for k, v in environ.items() if k in names and v != ""}
+    values.update({k: v for k, v in (overrides or {}).items() if k in names})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        variable = error["loc"][0] if error["loc"] else "configuration"
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigurationError(f"{variable}: {message}") from None

@@ -1,0 +1,41 @@
+"""Builds the configured repository and hangs it on the app (never on a module global)."""
+from __future__ import annotations
+
+from flask import Flask, current_app
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from repositories import SessionRepository
+from repositories.errors import ConfigurationError
+from repositories.memory import MemorySessionRepository
+from repositories.sql import SqlSessionRepository
+
+from .extensions import db
+from .settings import Settings
+
+EXTENSION_KEY = "runboard"
+
+
+def build_repository(app: Flask, settings: Settings) -> SessionRepository:
+    if settings.store == "memory":
+        return MemorySessionRepository(max_log_entries=settings.max_log_entries)
+    with app.app_context():
+        engine = db.engine
+        repository = SqlSessionRepository(engine, max_log_entries=settings.max_log_entries)
+        check_reachable(engine)
+    return repository
+
+
+def check_reachable(engine) -> None:
+    """Fail start-up with one line naming the variable when the database cannot be reached."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+        raise ConfigurationError(f"RUNBOARD_DATABASE_URL: database unreachable ({reason})") from None
+
+
+def get_repository() -> SessionRepository:
+    """The repository of the app handling the current request or CLI command."""
+    return current_app.extensions[EXTENSION_KEY]
