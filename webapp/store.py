@@ -39,3 +39,12 @@ def check_reachable(engine) -> None:
 def get_repository() -> SessionRepository:
     """The repository of the app handling the current request or CLI command."""
     return current_app.extensions[EXTENSION_KEY]
+
+
+def close_repository(app: Flask) -> None:
+    """Release the store's connections (tests, CLI one-shots, graceful shutdown)."""
+    app.extensions[EXTENSION_KEY].close()
+    if "sqlalchemy" in app.extensions:
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
