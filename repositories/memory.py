@@ -21,7 +21,8 @@ from .errors import LogLimitExceeded, SessionNotFound
 from .merge import merge_patch, merge_progress
 from .records import (AppendResult, CleanupCounts, LogEntry, LogInput, LogPage, Page,
                       ProgressAck, Session, Snapshot, UsageRow, Worker, utcnow)
-from .states import State, check_move, check_reportable, parse_state, stop_target
+from .states import (State, check_move, check_reportable, parse_state, parse_terminal_state,
+                     stop_target)
 from .usage import engine_of, group_usage, hour_of
 
 
@@ -159,7 +160,7 @@ class MemorySessionRepository(SessionRepository):
             return _copy(session)
 
     def finish(self, session_id, state, *, result=None, error=None):
-        state = parse_state(state)
+        state = parse_terminal_state(state)
         check.check_object("result", result)
         if error is not None and not isinstance(error, str):
             raise check.ValidationError("error", "must be a string")

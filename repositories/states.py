@@ -55,6 +55,15 @@ def parse_state(value: str | State, field: str = "state") -> State:
         raise ValidationError(field, f"must be one of {allowed}, not {value!r}") from None
 
 
+def parse_terminal_state(value: str | State, field: str = "state") -> State:
+    """A finish target: one of the terminal states, else ValidationError naming the field."""
+    state = parse_state(value, field)
+    if not state.is_terminal:
+        allowed = ", ".join(sorted(s.value for s in TERMINAL_STATES))
+        raise ValidationError(field, f"must be one of {allowed}, not {state.value!r}")
+    return state
+
+
 def check_move(session_id: str, current: State, action: str, target: State) -> None:
     """Raise InvalidTransition unless ``action`` may take ``current`` to ``target``."""
     if target not in _MOVES.get((current, action), frozenset()):

@@ -19,7 +19,8 @@ from ..cursors import decode_cursor, encode_cursor
 from ..errors import SessionNotFound
 from ..merge import merge_patch, merge_progress
 from ..records import Page, ProgressAck, Snapshot, utcnow
-from ..states import State, check_move, check_reportable, parse_state, stop_target
+from ..states import (State, check_move, check_reportable, parse_state, parse_terminal_state,
+                      stop_target)
 from ..usage import engine_of, hour_of
 from .engine import Transactions, make_engine
 from .hotpath import DIALECTS
@@ -180,7 +181,7 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
             return self._update_returning(connection, row.pk, **values)
 
     def finish(self, session_id, state, *, result=None, error=None):
-        state = parse_state(state)
+        state = parse_terminal_state(state)
         check.check_object("result", result)
         if error is not None and not isinstance(error, str):
             raise check.ValidationError("error", "must be a string")

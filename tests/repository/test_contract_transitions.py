@@ -1,0 +1,206 @@
+"""Contract: SPEC §1's state diagram, progress merge, stop and finish, on every store."""
+from __future__ import annotations
+
+import pytest
+
+from repositories.errors import InvalidTransition, SessionNotFound, ValidationError
+from repositories.states import State
+
+TERMINAL = [State.COMPLETED, State.FAILED, State.STOPPED]
+
+
+def in_state(repo, state: State, **create):
+    """A session brought to ``state`` through legal moves only."""
+    session = repo.create(kind="batch", owner="ana@example.com", label="in.csv", **create)
+    if state is State.PENDING:
+        return repo.get(session.id)
+    if state is State.STOPPED:
+        return repo.request_stop(session.id)
+    repo.start(session.id)
+    if state is State.RUNNING:
+        return repo.get(session.id)
+    return repo.finish(session.id, state)
+
+
+# (from state, action, argument) -> resulting state, or None when refused with 409.
+MATRIX = [
+    (State.PENDING, "start", None, State.RUNNING),
+    (State.PENDING, "stop", None, State.STOPPED),
+    (State.PENDING, "finish", State.COMPLETED, None),
+    (State.PENDING, "finish", State.FAILED, State.FAILED),
+    (State.PENDING, "finish", State.STOPPED, State.STOPPED),
+    (State.PENDING, "progress", None, None),
+    (State.PENDING, "logs", None, State.PENDING),
+    (State.RUNNING, "start", None, None),
+    (State.RUNNING, "stop", None, State.RUNNING),
+    (State.RUNNING, "finish", State.COMPLETED, State.COMPLETED),
+    (State.RUNNING, "finish", State.FAILED, State.FAILED),
+    (State.RUNNING, "finish", State.STOPPED, State.STOPPED),
+    (State.RUNNING, "progress", None, State.RUNNING),
+    (State.RUNNING, "logs", None, State.RUNNING),
+] + [
+    row for terminal in TERMINAL for row in [
+        (terminal, "start", None, None),
+        (terminal, "stop", None, None),
+        (terminal, "progress", None, None),
+        (terminal, "logs", None, None),
+    ] + [(terminal, "finish", target, terminal if target is terminal else None) for target in TERMINAL]
+]
+
+
+def act(repo, session_id, action, argument):
+    if action == "start":
+        return repo.start(session_id)
+    if action == "stop":
+        return repo.request_stop(session_id)
+    if action == "finish":
+        return repo.finish(session_id, argument)
+    if action == "progress":
+        return repo.report_progress(session_id, progress={"current": 1})
+    return repo.append_logs(session_id, [{"level": "info", "message": "m"}])
+
+
+@pytest.mark.parametrize("current, action, argument, expected", MATRIX,
+                         ids=[f"{c.value}-{a}-{x.value if x else ''}" for c, a, x, _ in MATRIX])
+def test_the_state_diagram_is_enforced(repo, current, action, argument, expected):
+    session = in_state(repo, current)
+    before = repo.get(session.id)
+    if expected is None:
+        with pytest.raises(InvalidTransition):
+            act(repo, session.id, action, argument)
+        assert repo.get(session.id) == before            # a refused move changes nothing
+    else:
+        act(repo, session.id, action, argument)
+        assert repo.get(session.id).state is expected
+        assert repo.snapshot().counts[expected.value] == 1
+
+
+def test_start_sets_started_at_and_the_heartbeat(repo):
+    session = repo.start(repo.create(kind="batch", owner="ana").id)
+    assert session.state is State.RUNNING
+    assert session.started_at == session.heartbeat_at == session.updated_at
+    assert session.started_at > session.created_at
+
+
+@pytest.mark.parametrize("method", ["start", "request_stop"])
+def test_transitions_on_unknown_sessions_are_not_found(repo, method):
+    with pytest.raises(SessionNotFound):
+        getattr(repo, method)("6f1c2f9e-8a55-4c39-9a1e-2b7d0f9c1a11")
+
+
+def test_finish_writes_state_result_error_and_finished_at_together(repo):
+    session = in_state(repo, State.RUNNING)
+    failed = repo.finish(session.id, State.FAILED, result={"partial": [1, 2]}, error="ValueError: x")
+    assert failed.state is State.FAILED and failed.result == {"partial": [1, 2]}
+    assert failed.error == "ValueError: x"
+    assert failed.finished_at == failed.updated_at and failed.finished_at is not None
+    assert repo.get(session.id) == failed
+
+
+@pytest.mark.parametrize("terminal", TERMINAL)
+def test_repeating_the_same_finish_changes_nothing_not_even_updated_at(repo, terminal):
+    session = in_state(repo, State.RUNNING)
+    first = repo.finish(session.id, terminal, result={"n": 1})
+    again = repo.finish(session.id, terminal, result={"n": 2}, error="ignored")
+    assert again == first == repo.get(session.id)
+
+
+@pytest.mark.parametrize("target", ["pending", "running", "done"])
+def test_finish_to_a_non_terminal_state_is_a_validation_error(repo, target):
+    session = in_state(repo, State.RUNNING)
+    with pytest.raises(ValidationError) as caught:
+        repo.finish(session.id, target)
+    assert caught.value.field == "state"
+    assert repo.get(session.id).state is State.RUNNING
+
+
+def test_stopping_a_pending_session_cancels_it(repo):
+    session = repo.request_stop(in_state(repo, State.PENDING).id)
+    assert session.state is State.STOPPED and session.finished_at is not None
+    assert session.stop_requested
+
+
+def test_stopping_a_running_session_only_raises_the_flag_the_worker_sees(repo):
+    session = in_state(repo, State.RUNNING)
+    stopped = repo.request_stop(session.id)
+    assert stopped.state is State.RUNNING and stopped.stop_requested and stopped.finished_at is None
+    ack = repo.report_progress(session.id, progress={"current": 3})
+    assert ack.state is State.RUNNING and ack.stop_requested is True
+    assert repo.finish(session.id, State.STOPPED, result={"partial": 3}).result == {"partial": 3}
+
+
+def test_progress_merges_key_by_key_and_null_removes(repo):
+    session = in_state(repo, State.RUNNING)
+    repo.report_progress(session.id, progress={"step": "load", "current": 1, "total": 4,
+                                               "nested": {"a": 1, "b": 2}})
+    repo.report_progress(session.id, progress={"current": 2, "step": None, "nested": {"b": None, "c": 3}})
+    assert repo.get(session.id).progress == {"current": 2, "total": 4, "percent": 50.0,
+                                             "nested": {"a": 1, "c": 3}}
+
+
+@pytest.mark.parametrize("progress, percent", [
+    ({"current": 1, "total": 3}, 33.3),
+    ({"current": 2, "total": 3}, 66.7),
+    ({"current": 0, "total": 10}, 0.0),
+    ({"current": 15, "total": 10}, 100.0),
+    ({"current": -5, "total": 10}, 0.0),
+    ({"current": 1.5, "total": 2}, 75.0),
+])
+def test_percent_is_derived_from_current_and_total(repo, progress, percent):
+    session = in_state(repo, State.RUNNING)
+    repo.report_progress(session.id, progress=progress)
+    assert repo.get(session.id).progress["percent"] == percent
+
+
+@pytest.mark.parametrize("progress", [
+    {"current": 1, "total": 0}, {"current": "1", "total": 3}, {"current": 1}, {"current": True, "total": 2},
+])
+def test_percent_is_not_derived_without_numeric_current_and_positive_total(repo, progress):
+    session = in_state(repo, State.RUNNING)
+    repo.report_progress(session.id, progress=progress)
+    assert "percent" not in repo.get(session.id).progress
+
+
+def test_a_sent_percent_wins_over_the_derived_one(repo):
+    session = in_state(repo, State.RUNNING)
+    repo.report_progress(session.id, progress={"current": 1, "total": 4, "percent": 90})
+    assert repo.get(session.id).progress["percent"] == 90
+
+
+def test_meta_merges_the_same_way_and_usage_accumulates(repo):
+    session = in_state(repo, State.RUNNING, meta={"engine": "numpy", "original_filename": "in.csv"})
+    repo.report_progress(session.id, meta={"gpu": "none", "engine": None}, usage={"tokens": 5, "cost": 0.25})
+    repo.report_progress(session.id, usage={"tokens": 7})
+    stored = repo.get(session.id)
+    assert stored.meta == {"original_filename": "in.csv", "gpu": "none"}
+    assert stored.usage == {"tokens": 12, "cost": 0.25}
+
+
+def test_a_report_refreshes_heartbeat_and_updated_at_and_returns_state(repo, clock):
+    session = in_state(repo, State.RUNNING)
+    clock.advance(seconds=5)
+    ack = repo.report_progress(session.id)
+    after = repo.get(session.id)
+    assert ack.state is State.RUNNING and ack.stop_requested is False
+    assert after.heartbeat_at == after.updated_at > session.heartbeat_at
+
+
+@pytest.mark.parametrize("usage, field", [
+    ({"tokens": -1}, "usage.tokens"), ({"tokens": 1.5}, "usage.tokens"), ({"cost": "1"}, "usage.cost"),
+    ({"cost": -0.1}, "usage.cost"), ({"cost": float("nan")}, "usage.cost"), ({"dollars": 1}, "usage.dollars"),
+])
+def test_bad_usage_is_refused_and_nothing_is_written(repo, usage, field):
+    session = in_state(repo, State.RUNNING)
+    before = repo.get(session.id)
+    with pytest.raises(ValidationError) as caught:
+        repo.report_progress(session.id, progress={"current": 9}, usage=usage)
+    assert caught.value.field == field
+    assert repo.get(session.id) == before
+
+
+def test_non_object_progress_or_meta_is_refused(repo):
+    session = in_state(repo, State.RUNNING)
+    with pytest.raises(ValidationError):
+        repo.report_progress(session.id, progress=[1, 2])
+    with pytest.raises(ValidationError):
+        repo.report_progress(session.id, meta="x")
