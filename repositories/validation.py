@@ -63,7 +63,7 @@ def check_usage(usage: dict[str, Any] | None) -> tuple[int, float]:
 
 def check_log_batch(entries: Iterable[LogInput | dict[str, Any]]) -> list[LogInput]:
     """Normalise a batch to LogInput records, refusing the whole batch on the first bad entry."""
-    batch = [e if isinstance(e, LogInput) else LogInput(**e) for e in entries]
+    batch = [_log_input(index, e) for index, e in enumerate(entries)]
     if not batch:
         raise ValidationError("entries", "must hold at least one entry")
     for index, entry in enumerate(batch):
@@ -75,6 +75,21 @@ def check_log_batch(entries: Iterable[LogInput | dict[str, Any]]) -> list[LogInp
             raise ValidationError(f"entries[{index}].message", "is longer than 8 KiB of UTF-8")
         check_object(f"entries[{index}].fields", entry.fields, nullable=False)
     return batch
+
+
+def _log_input(index: int, entry: Any) -> LogInput:
+    if isinstance(entry, LogInput):
+        return entry
+    if not isinstance(entry, dict):
+        raise ValidationError(f"entries[{index}]", "must be an object with level and message")
+    unknown = set(entry) - {"level", "message", "fields"}
+    if unknown:
+        raise ValidationError(f"entries[{index}].{sorted(unknown)[0]}", "unknown field")
+    if "level" not in entry or "message" not in entry:
+        missing = "level" if "level" not in entry else "message"
+        raise ValidationError(f"entries[{index}].{missing}", "is required")
+    fields = entry.get("fields")
+    return LogInput(entry["level"], entry["message"], {} if fields is None else fields)
 
 
 def check_limit(field: str, value: Any, low: int, high: int) -> int:

@@ -1,0 +1,140 @@
+"""Contract: logs get gapless seq, server timestamps that never change, and hard caps."""
+from __future__ import annotations
+
+import pytest
+
+from repositories.errors import InvalidTransition, LogLimitExceeded, SessionNotFound, ValidationError
+from repositories.records import LogInput
+from repositories.states import State
+
+
+def running(repo):
+    session = repo.create(kind="batch", owner="ana")
+    return repo.start(session.id)
+
+
+def entries(n, level="info", prefix="line"):
+    return [{"level": level, "message": f"{prefix} {i}", "fields": {"i": i}} for i in range(n)]
+
+
+def test_seq_starts_at_one_and_continues_across_batches(repo):
+    session = running(repo)
+    assert repo.append_logs(session.id, entries(3)).first_seq == 1
+    assert repo.append_logs(session.id, entries(2)).last_seq == 5
+    page = repo.read_logs(session.id)
+    assert [e.seq for e in page.entries] == [1, 2, 3, 4, 5]
+    assert page.entries[3].message == "line 0" and page.entries[3].fields == {"i": 0}
+    assert repo.get(session.id).log_count == 5
+
+
+def test_log_inputs_may_be_records_or_dicts(repo):
+    session = running(repo)
+    repo.append_logs(session.id, [LogInput("warning", "disk low"), {"level": "error", "message": "x"}])
+    assert [(e.level, e.fields) for e in repo.read_logs(session.id).entries] == [("warning", {}), ("error", {})]
+
+
+def test_timestamps_are_set_by_the_server_and_never_change(repo, clock):
+    session = running(repo)
+    repo.append_logs(session.id, entries(2))
+    first = repo.read_logs(session.id).entries
+    clock.advance(hours=1)
+    assert repo.read_logs(session.id).entries == first
+    assert first[0].ts.tzinfo is not None and first[0].ts < clock.now
+
+
+def test_appending_refreshes_the_heartbeat(repo, clock):
+    session = running(repo)
+    clock.advance(seconds=30)
+    repo.append_logs(session.id, entries(1))
+    assert repo.get(session.id).heartbeat_at > session.heartbeat_at
+
+
+def test_pending_sessions_accept_logs_but_terminal_ones_do_not(repo):
+    pending = repo.create(kind="batch", owner="ana")
+    assert repo.append_logs(pending.id, entries(1)).last_seq == 1
+    done = running(repo)
+    repo.finish(done.id, State.COMPLETED)
+    with pytest.raises(InvalidTransition):
+        repo.append_logs(done.id, entries(1))
+
+
+def test_a_message_of_exactly_8_kib_is_stored_and_one_byte_more_is_refused(repo):
+    session = running(repo)
+    repo.append_logs(session.id, [{"level": "info", "message": "x" * 8192}])
+    with pytest.raises(ValidationError) as caught:
+        repo.append_logs(session.id, [{"level": "info", "message": "ok"}, {"level": "info", "message": "x" * 8193}])
+    assert caught.value.field == "entries[1].message"
+    assert repo.get(session.id).log_count == 1
+
+
+def test_the_message_cap_counts_utf8_bytes_not_characters(repo):
+    session = running(repo)
+    repo.append_logs(session.id, [{"level": "info", "message": "é" * 4096}])      # 8192 bytes
+    with pytest.raises(ValidationError):
+        repo.append_logs(session.id, [{"level": "info", "message": "€" * 2731}])  # 8193 bytes
+
+
+@pytest.mark.parametrize("batch, field", [
+    ([], "entries"),
+    ([{"level": "fatal", "message": "m"}], "entries[0].level"),
+    ([{"level": "info", "message": 5}], "entries[0].message"),
+    ([{"level": "info", "message": "m", "fields": [1]}], "entries[0].fields"),
+    ([{"level": "info"}], "entries[0].message"),
+    ([{"message": "m"}], "entries[0].level"),
+    ([{"level": "info", "message": "m", "lvl": 1}], "entries[0].lvl"),
+    (["just text"], "entries[0]"),
+])
+def test_bad_entries_refuse_the_whole_batch(repo, batch, field):
+    session = running(repo)
+    with pytest.raises(ValidationError) as caught:
+        repo.append_logs(session.id, batch)
+    assert caught.value.field == field
+    assert repo.get(session.id).log_count == 0
+
+
+def test_a_batch_that_would_cross_the_cap_is_refused_whole_and_nothing_is_lost(make_repo):
+    repo = make_repo(max_log_entries=10)
+    session = running(repo)
+    repo.append_logs(session.id, entries(8))
+    with pytest.raises(LogLimitExceeded) as caught:
+        repo.append_logs(session.id, entries(3, prefix="extra"))
+    assert "10" in caught.value.message and "nothing was stored" in caught.value.message
+    stored = repo.read_logs(session.id).entries
+    assert [e.message for e in stored] == [f"line {i}" for i in range(8)]
+    assert repo.append_logs(session.id, entries(2)).last_seq == 10      # exactly at the cap is fine
+    with pytest.raises(LogLimitExceeded):
+        repo.append_logs(session.id, entries(1))
+
+
+def test_read_logs_pages_with_after_and_limit(repo):
+    session = running(repo)
+    repo.append_logs(session.id, entries(10))
+    page = repo.read_logs(session.id, after=3, limit=4)
+    assert [e.seq for e in page.entries] == [4, 5, 6, 7] and page.next_after == 7
+    end = repo.read_logs(session.id, after=10)
+    assert end.entries == [] and end.next_after == 10
+
+
+@pytest.mark.parametrize("arguments, field", [
+    ({"after": -1}, "after"), ({"limit": 0}, "limit"), ({"limit": 5001}, "limit"), ({"after": "3"}, "after"),
+])
+def test_read_logs_refuses_out_of_range_paging(repo, arguments, field):
+    session = running(repo)
+    with pytest.raises(ValidationError) as caught:
+        repo.read_logs(session.id, **arguments)
+    assert caught.value.field == field
+
+
+def test_logs_of_an_unknown_session_are_not_found(repo):
+    with pytest.raises(SessionNotFound):
+        repo.read_logs("6f1c2f9e-8a55-4c39-9a1e-2b7d0f9c1a11")
+    with pytest.raises(SessionNotFound):
+        repo.append_logs("6f1c2f9e-8a55-4c39-9a1e-2b7d0f9c1a11", entries(1))
+
+
+def test_iter_logs_streams_every_entry_in_order_in_batches(repo):
+    session = running(repo)
+    for _ in range(5):
+        repo.append_logs(session.id, entries(100))
+    streamed = list(repo.iter_logs(session.id, batch_size=64))
+    assert [e.seq for e in streamed] == list(range(1, 501))
