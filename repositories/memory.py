@@ -162,8 +162,7 @@ class MemorySessionRepository(SessionRepository):
     def finish(self, session_id, state, *, result=None, error=None):
         state = parse_terminal_state(state)
         check.check_object("result", result)
-        if error is not None and not isinstance(error, str):
-            raise check.ValidationError("error", "must be a string")
+        check.check_error(error)
         with self._lock:
             session = self._load(session_id)
             if session.state is state:
@@ -233,6 +232,7 @@ class MemorySessionRepository(SessionRepository):
         return group_usage(rows, by=by, since=since, owner=owner)
 
     def heartbeat_worker(self, *, worker_id, host, pid, active=0, rss_bytes=None, version=None):
+        check.check_worker(worker_id, host, pid, active, rss_bytes, version)
         with self._lock:
             worker = Worker(worker_id, host, pid, active, rss_bytes, version, self._clock())
             self._workers[worker_id] = worker

@@ -34,22 +34,67 @@ def check_new_session(kind: str, label: str, owner: str, **objects: Any) -> None
         raise ValidationError("label", f"must be a string of at most {MAX_LABEL} characters")
     if not isinstance(owner, str) or not owner or len(owner) > MAX_OWNER:
         raise ValidationError("owner", f"must be a non-empty string of at most {MAX_OWNER} characters")
+    check_text("label", label)
+    check_text("owner", owner)
     for name, value in objects.items():
         check_object(name, value)
 
 
+MAX_JSON_DEPTH = 32
+
+
+def check_text(field: str, value: Any) -> None:
+    """NUL characters cannot be stored in PostgreSQL text, so no store accepts them."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError(field, "must not contain NUL characters")
+        _check_unicode(field, value)
+
+
+def _check_unicode(field: str, value: str) -> None:
+    """Lone surrogates (e.g. from a "\\ud800" escape) are not text any database can keep."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(field, "contains invalid Unicode (a lone surrogate)") from None
+
+
 def check_object(field: str, value: Any, *, nullable: bool = True) -> None:
+    """A JSON object every store can keep exactly: finite numbers, string keys, bounded depth."""
     if value is None and nullable:
         return
     if not isinstance(value, dict):
         raise ValidationError(field, "must be a JSON object")
+    _check_json(field, value, 0)
+
+
+def _check_json(field: str, value: Any, depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise ValidationError(field, f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(field, "object keys must be strings")
+            _check_unicode(field, key)
+            _check_json(field, item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_json(field, item, depth + 1)
+    elif isinstance(value, str):
+        _check_unicode(field, value)
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValidationError(field, "numbers must be finite (no NaN or Infinity)")
+    elif not (value is None or isinstance(value, (str, int, bool))):
+        raise ValidationError(field, f"holds a {type(value).__name__}, which is not JSON")
 
 
 def check_usage(usage: dict[str, Any] | None) -> tuple[int, float]:
     """Return (tokens, cost) deltas; negative or non-numeric deltas are refused."""
     if not usage:
         return 0, 0.0
-    check_object("usage", usage)
+    if not isinstance(usage, dict):
+        raise ValidationError("usage", "must be a JSON object")
     unknown = set(usage) - {"tokens", "cost"}
     if unknown:
         raise ValidationError(f"usage.{sorted(unknown)[0]}", "unknown field")
@@ -71,7 +116,8 @@ def check_log_batch(entries: Iterable[LogInput | dict[str, Any]]) -> list[LogInp
             raise ValidationError(f"entries[{index}].level", f"must be one of {', '.join(LOG_LEVELS)}")
         if not isinstance(entry.message, str):
             raise ValidationError(f"entries[{index}].message", "must be a string")
-        if len(entry.message.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+        check_text(f"entries[{index}].message", entry.message)
+        if len(entry.message.encode("utf-8")) > MAX_MESSAGE_BYTES:
             raise ValidationError(f"entries[{index}].message", "is longer than 8 KiB of UTF-8")
         check_object(f"entries[{index}].fields", entry.fields, nullable=False)
     return batch
@@ -90,6 +136,27 @@ def _log_input(index: int, entry: Any) -> LogInput:
         raise ValidationError(f"entries[{index}].{missing}", "is required")
     fields = entry.get("fields")
     return LogInput(entry["level"], entry["message"], {} if fields is None else fields)
+
+
+def check_error(error: Any) -> None:
+    if error is not None and not isinstance(error, str):
+        raise ValidationError("error", "must be a string")
+    check_text("error", error)
+
+
+def check_worker(worker_id: Any, host: Any, pid: Any, active: Any, rss_bytes: Any, version: Any) -> None:
+    for field, value, limit in (("worker_id", worker_id, 128), ("host", host, 256)):
+        if not isinstance(value, str) or not value or len(value) > limit:
+            raise ValidationError(field, f"must be a non-empty string of at most {limit} characters")
+        check_text(field, value)
+    if version is not None:
+        if not isinstance(version, str) or len(version) > 64:
+            raise ValidationError("version", "must be a string of at most 64 characters")
+        check_text("version", version)
+    check_limit("pid", pid, 0, 2**31 - 1)
+    check_limit("active", active, 0, 2**31 - 1)
+    if rss_bytes is not None:
+        check_limit("rss_bytes", rss_bytes, 0, 2**62)
 
 
 def check_limit(field: str, value: Any, low: int, high: int) -> int:

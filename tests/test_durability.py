@@ -44,20 +44,20 @@ def test_acknowledged_log_entries_survive_kill_minus_9(store_url):
     repo.start(session.id)
     repo.close()
 
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, store_url, session.id],
-                              stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     acknowledged = 0
     deadline = time.monotonic() + 60
-    try:
-        while acknowledged < 500 and time.monotonic() < deadline:
-            line = writer.stdout.readline()
-            if not line:
-                break
-            acknowledged = int(line)
-    finally:
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
+    with subprocess.Popen([sys.executable, "-c", WRITER, store_url, session.id],
+                          stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}) as writer:
+        try:
+            while acknowledged < 500 and time.monotonic() < deadline:
+                line = writer.stdout.readline()
+                if not line:
+                    break
+                acknowledged = int(line)
+        finally:
+            writer.send_signal(signal.SIGKILL)
+            writer.wait()
     assert acknowledged >= 500, "the writer never got going"
 
     reopened = SqlSessionRepository.from_url(store_url)

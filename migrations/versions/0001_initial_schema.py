@@ -7,8 +7,6 @@ Create Date: 2026-11-24 09:35:36.800945
 """
 from alembic import op
 import sqlalchemy as sa
-from sqlalchemy import Text
-from sqlalchemy.dialects import postgresql
 
 from repositories.sql.models import UtcDateTime, seed_state_counts
 
@@ -29,10 +27,10 @@ def upgrade():
     sa.Column('owner', sa.String(length=256), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('stop_requested', sa.Boolean(), nullable=False),
-    sa.Column('progress', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
-    sa.Column('meta', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
-    sa.Column('params', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
-    sa.Column('result', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True, astext_type=Text()), 'postgresql'), nullable=True),
+    sa.Column('progress', sa.JSON(), nullable=False),
+    sa.Column('meta', sa.JSON(), nullable=False),
+    sa.Column('params', sa.JSON(), nullable=False),
+    sa.Column('result', sa.JSON(none_as_null=True), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('tokens', sa.BigInteger(), nullable=False),
     sa.Column('cost', sa.Float(), nullable=False),
@@ -85,7 +83,7 @@ def upgrade():
     sa.Column('ts', UtcDateTime(timezone=True), nullable=False),
     sa.Column('level', sa.String(length=8), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
-    sa.Column('fields', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('fields', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['session_pk'], ['sessions.pk'], name=op.f('fk_log_entries_session_pk'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('session_pk', 'seq', name=op.f('pk_log_entries'))
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 
 from ..errors import SessionNotFound
 from .. import validation as check
@@ -78,11 +78,11 @@ class _Postgres(_Dialect):
 
     @staticmethod
     def dump_json(value):
-        return Jsonb(value)
+        return Json(value)
 
     @staticmethod
     def load_json(value):
-        return value          # psycopg already decodes jsonb
+        return value          # psycopg already decodes json
 
     @staticmethod
     def dump_ts(moment: datetime) -> datetime:

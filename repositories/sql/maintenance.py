@@ -9,6 +9,7 @@ from collections import Counter
 
 from sqlalchemy import delete, func, select, update
 
+from .. import validation as check
 from ..records import CleanupCounts, UsageRow, Worker
 from ..states import State, check_move
 from ..usage import check_grouping, hour_of
@@ -74,6 +75,7 @@ class SqlMaintenance:
         return [UsageRow(r[0], int(r[1]), int(r[2]), round(float(r[3]), 6)) for r in rows]
 
     def heartbeat_worker(self, *, worker_id, host, pid, active=0, rss_bytes=None, version=None):
+        check.check_worker(worker_id, host, pid, active, rss_bytes, version)
         worker = Worker(worker_id, host, pid, active, rss_bytes, version, self._clock())
         with self._tx() as connection:
             upsert_worker(connection, {"worker_id": worker_id, "host": host, "pid": pid, "active": active,

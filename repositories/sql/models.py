@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer,
                         MetaData, String, Text, event, insert)
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -20,10 +19,12 @@ NAMING = {"ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name)
           "ck": "ck_%(table_name)s_%(constraint_name)s", "fk": "fk_%(table_name)s_%(column_0_name)s",
           "pk": "pk_%(table_name)s"}
 
-#: JSON on SQLite, JSONB on PostgreSQL (smaller, no re-parse on read).
-Json = JSON().with_variant(JSONB(), "postgresql")
+#: Plain JSON text on both databases, not JSONB: nothing queries inside these documents,
+#: and JSONB would rewrite numbers (4.59e16 comes back as 45948938817110020) and refuse
+#: "\u0000"; JSON keeps exactly what the client sent.
+Json = JSON()
 #: Like Json, but Python None is stored as SQL NULL rather than the JSON literal null.
-NullableJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+NullableJson = JSON(none_as_null=True)
 #: SQLite only aliases ROWID for exactly "INTEGER PRIMARY KEY", which keeps inserts cheap.
 BigKey = BigInteger().with_variant(Integer(), "sqlite")
 

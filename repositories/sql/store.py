@@ -183,8 +183,7 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
     def finish(self, session_id, state, *, result=None, error=None):
         state = parse_terminal_state(state)
         check.check_object("result", result)
-        if error is not None and not isinstance(error, str):
-            raise check.ValidationError("error", "must be a string")
+        check.check_error(error)
         with self._tx() as connection:
             row = self._locked(connection, session_id)
             current = State(row.state)

@@ -138,3 +138,11 @@ def test_iter_logs_streams_every_entry_in_order_in_batches(repo):
         repo.append_logs(session.id, entries(100))
     streamed = list(repo.iter_logs(session.id, batch_size=64))
     assert [e.seq for e in streamed] == list(range(1, 501))
+
+
+@pytest.mark.parametrize("message", ["nul \x00 inside", "lone \ud800 surrogate"])
+def test_messages_no_database_can_store_are_refused(repo, message):
+    session = running(repo)
+    with pytest.raises(ValidationError) as caught:
+        repo.append_logs(session.id, [{"level": "info", "message": message}])
+    assert caught.value.field == "entries[0].message"

@@ -129,3 +129,14 @@ def test_worker_heartbeats_upsert_and_list_newest_first(repo, clock):
     assert [(w.worker_id, w.pid, w.active) for w in workers] == [("w1", 11, 1), ("w2", 20, 2)]
     assert workers[1].rss_bytes == 1024 and workers[1].version == "1.0"
     assert workers[0].last_seen > workers[1].last_seen
+
+
+@pytest.mark.parametrize("arguments, field", [
+    ({"worker_id": ""}, "worker_id"), ({"host": "h" * 257}, "host"), ({"pid": -1}, "pid"),
+    ({"active": "2"}, "active"), ({"rss_bytes": -5}, "rss_bytes"), ({"version": "v\x00"}, "version"),
+])
+def test_bad_worker_heartbeats_are_refused(repo, arguments, field):
+    with pytest.raises(ValidationError) as caught:
+        repo.heartbeat_worker(**{"worker_id": "w1", "host": "alpha", "pid": 1, **arguments})
+    assert caught.value.field == field
+    assert repo.list_workers() == []

@@ -204,3 +204,38 @@ def test_non_object_progress_or_meta_is_refused(repo):
         repo.report_progress(session.id, progress=[1, 2])
     with pytest.raises(ValidationError):
         repo.report_progress(session.id, meta="x")
+
+
+@pytest.mark.parametrize("progress", [
+    {"x": float("nan")}, {"x": float("inf")}, {"x": {"y": [float("-inf")]}}, {1: "int key"},
+    {"x": "\ud800"}, {"x": object()},
+])
+def test_values_no_store_can_keep_exactly_are_refused(repo, progress):
+    session = in_state(repo, State.RUNNING)
+    with pytest.raises(ValidationError) as caught:
+        repo.report_progress(session.id, progress=progress)
+    assert caught.value.field == "progress"
+
+
+def test_nesting_deeper_than_the_limit_is_refused(repo):
+    session = in_state(repo, State.RUNNING)
+    deep = {}
+    for _ in range(40):
+        deep = {"d": deep}
+    with pytest.raises(ValidationError):
+        repo.report_progress(session.id, meta=deep)
+
+
+def test_json_text_round_trips_exactly_including_big_floats_and_nul_escapes(repo):
+    session = in_state(repo, State.RUNNING)
+    repo.report_progress(session.id, progress={"big": 4.594893881711002e+16, "nul": "a\x00b", "f": 0.1})
+    assert repo.get(session.id).progress == {"big": 4.594893881711002e+16, "nul": "a\x00b", "f": 0.1}
+
+
+@pytest.mark.parametrize("arguments, field", [
+    ({"label": "a\x00b"}, "label"), ({"owner": "a\x00"}, "owner"), ({"label": "\udc80"}, "label"),
+])
+def test_text_no_database_can_store_is_refused_at_create(repo, arguments, field):
+    with pytest.raises(ValidationError) as caught:
+        repo.create(kind="batch", **{"owner": "ana", **arguments})
+    assert caught.value.field == field

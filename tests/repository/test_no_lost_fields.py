@@ -1,0 +1,72 @@
+"""Guarantee 4: no progress report can drop a key it did not name.
+
+This product began with a progress update that wiped ``user`` and ``original_filename``;
+these tests pin the merge down with fixed cases and with random nested patches checked
+against an independent reading of RFC 7396.
+"""
+from __future__ import annotations
+
+import copy
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from repositories.states import State
+
+KEYS = st.sampled_from(["a", "b", "c", "current", "total", "step", "user", "original_filename"])
+SCALARS = st.one_of(st.booleans(), st.integers(-1000, 1000), st.text(max_size=8),
+                    st.floats(allow_nan=False, allow_infinity=False, width=32))
+JSON_VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(KEYS, inner, max_size=3)), max_leaves=8)
+PATCHES = st.recursive(
+    st.dictionaries(KEYS, st.one_of(st.none(), JSON_VALUES), max_size=4),
+    lambda inner: st.dictionaries(KEYS, st.one_of(st.none(), JSON_VALUES, inner), max_size=4),
+    max_leaves=10)
+
+
+def reference_merge(target, patch):
+    """RFC 7396 §2, written from the pseudo-code, independent of repositories.merge."""
+    if isinstance(patch, dict):
+        result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        for name, value in patch.items():
+            if value is None:
+                result.pop(name, None)
+            else:
+                result[name] = reference_merge(result.get(name), value)
+        return result
+    return copy.deepcopy(patch)
+
+
+def test_a_progress_report_keeps_owner_label_params_and_meta_it_did_not_name(repo):
+    session = repo.create(kind="analysis", owner="ana@example.com", label="survey.xlsx",
+                          params={"sheet": 2}, meta={"user": "ana", "original_filename": "survey.xlsx"})
+    repo.start(session.id)
+    repo.report_progress(session.id, progress={"current": 5, "total": 10, "step": "parse"},
+                         meta={"rows": 10})
+    stored = repo.get(session.id)
+    assert (stored.owner, stored.label, stored.kind, stored.params) == (
+        "ana@example.com", "survey.xlsx", "analysis", {"sheet": 2})
+    assert stored.meta == {"user": "ana", "original_filename": "survey.xlsx", "rows": 10}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(patches=st.lists(st.tuples(PATCHES, PATCHES), min_size=1, max_size=4))
+def test_every_report_equals_rfc_7396_applied_to_what_was_stored(repo, patches):
+    session = repo.create(kind="analysis", owner="ana@example.com", label="in.csv",
+                          params={"p": 1}, meta={"user": "ana", "original_filename": "in.csv"})
+    repo.start(session.id)
+    progress, meta = {}, dict(session.meta)
+    for progress_patch, meta_patch in patches:
+        repo.report_progress(session.id, progress=progress_patch, meta=meta_patch)
+        if progress_patch:
+            progress = reference_merge(progress, progress_patch)
+            current, total = progress.get("current"), progress.get("total")
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (current, total))
+            if "percent" not in progress_patch and numeric and total > 0:
+                progress["percent"] = round(min(max(current / total * 100, 0), 100), 1)
+        if meta_patch:
+            meta = reference_merge(meta, meta_patch)
+    stored = repo.get(session.id)
+    assert stored.progress == progress
+    assert stored.meta == meta
+    assert (stored.owner, stored.label, stored.kind, stored.params) == ("ana@example.com", "in.csv", "analysis", {"p": 1})
+    assert stored.state is State.RUNNING
