@@ -36,7 +36,9 @@ class SqlLogs:
     def read_logs(self, session_id, *, after=0, limit=1000):
         check.check_limit("after", after, 0, 2**62)
         check.check_limit("limit", limit, 1, 5000)
-        with self._tx(write=False) as connection:
+        # One snapshot for both SELECTs: under READ COMMITTED a cleanup committing between
+        # them would show an existing session with no logs.
+        with self._tx(write=False, snapshot=True) as connection:
             row = self._fetch(connection, session_id, sessions.c.pk)
             entries = [to_log(r) for r in connection.execute(
                 select(*LOG_COLUMNS).where(logs.c.session_pk == row.pk, logs.c.seq > after)

@@ -1,0 +1,272 @@
+"""SPEC §2 under contention: threads (and, for SQL, processes) released together on a
+barrier, with invariants checked afterwards — never timings."""
+from __future__ import annotations
+
+import multiprocessing
+import random
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+
+import process_workers
+from repositories.errors import InvalidTransition, SessionNotFound
+from repositories.records import utcnow
+from repositories.states import State
+
+THREADS = 8
+
+
+def run_together(*jobs):
+    """Start every job on one barrier and return their results (re-raising any error)."""
+    barrier = threading.Barrier(len(jobs))
+
+    def released(job):
+        barrier.wait(timeout=30)
+        return job()
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return [f.result(timeout=120) for f in [pool.submit(released, job) for job in jobs]]
+
+
+def assert_snapshot_shows_each_session_once(snapshot, must_contain):
+    seen = Counter(s.id for bucket in snapshot.sessions.values() for s in bucket)
+    assert all(n == 1 for n in seen.values()), "a session appeared twice"
+    assert must_contain <= set(seen), "a session that existed is missing"
+    for state, bucket in snapshot.sessions.items():
+        assert snapshot.counts[state] == len(bucket)
+        assert all(s.state.value == state for s in bucket)
+
+
+def test_snapshots_show_every_session_exactly_once_while_writers_move_them(make_repo):
+    repo = make_repo(clock=utcnow)
+    existing = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(seed):
+        rng = random.Random(seed)
+        for _ in range(12):
+            session = repo.create(kind="batch", owner=f"w{seed}")
+            with lock:
+                existing.add(session.id)
+            repo.start(session.id)
+            repo.report_progress(session.id, progress={"current": 1, "total": 3})
+            if rng.random() < 0.3:
+                repo.request_stop(session.id)
+            repo.finish(session.id, rng.choice([State.COMPLETED, State.FAILED, State.STOPPED]))
+
+    def reader():
+        snapshots = 0
+        while not stop.is_set() or snapshots < 3:
+            with lock:
+                known = set(existing)
+            assert_snapshot_shows_each_session_once(repo.snapshot(limit_per_state=1000), known)
+            snapshots += 1
+        return snapshots
+
+    def all_writers():
+        try:
+            run_together(*[lambda s=s: writer(s) for s in range(THREADS - 2)])
+        finally:
+            stop.set()
+
+    results = run_together(all_writers, reader, reader)
+    assert results[1] >= 3 and results[2] >= 3
+    final = repo.snapshot(limit_per_state=1000)
+    assert_snapshot_shows_each_session_once(final, existing)
+    assert sum(final.counts.values()) == len(existing) == (THREADS - 2) * 12
+
+
+def test_concurrent_appends_number_entries_1_to_n_without_gaps(repo):
+    session = repo.start(repo.create(kind="batch", owner="ana").id)
+    batches, size = 15, 7
+
+    def appender():
+        return [repo.append_logs(session.id, [{"level": "info", "message": "x"}] * size) for _ in range(batches)]
+
+    ranges = [r for result in run_together(*[appender] * THREADS) for r in result]
+    total = THREADS * batches * size
+    assert sorted(seq for r in ranges for seq in range(r.first_seq, r.last_seq + 1)) == list(range(1, total + 1))
+    assert [e.seq for e in repo.iter_logs(session.id)] == list(range(1, total + 1))
+    assert repo.get(session.id).log_count == total
+
+
+def test_readers_see_a_whole_session_or_none_while_cleanup_runs(make_repo, clock):
+    repo = make_repo()
+    ids = []
+    for i in range(60):
+        session = repo.start(repo.create(kind="batch", owner="ana").id)
+        repo.append_logs(session.id, [{"level": "info", "message": f"{i}-{n}"} for n in range(1 + i % 5)])
+        repo.finish(session.id, State.COMPLETED)
+        ids.append(session.id)
+    clock.advance(days=10)
+    cleaned = threading.Event()
+
+    def cleaner():
+        try:
+            return repo.cleanup(timedelta(days=7))
+        finally:
+            cleaned.set()
+
+    def reader(seed):
+        rng = random.Random(seed)
+        outcomes = Counter()
+        while not cleaned.is_set() or sum(outcomes.values()) < 20:
+            session_id = rng.choice(ids)
+            try:
+                session = repo.get(session_id)
+                entries = repo.read_logs(session_id, limit=5000).entries
+            except SessionNotFound:
+                outcomes["gone"] += 1
+                continue
+            assert len(entries) == session.log_count, "a half-removed session was visible"
+            outcomes["whole"] += 1
+        return outcomes
+
+    results = run_together(cleaner, *[lambda s=s: reader(s) for s in range(THREADS - 1)])
+    assert (results[0].sessions, results[0].log_entries) == (60, sum(1 + i % 5 for i in range(60)))
+    for session_id in ids:
+        with pytest.raises(SessionNotFound):
+            repo.get(session_id)
+    assert sum(repo.snapshot().counts.values()) == 0
+
+
+def test_concurrent_finishes_with_different_states_have_exactly_one_winner(repo):
+    targets = [State.COMPLETED, State.FAILED, State.STOPPED] * 3
+    for _ in range(8):
+        session = repo.start(repo.create(kind="batch", owner="ana").id)
+
+        def finisher(target):
+            try:
+                return target, repo.finish(session.id, target).state
+            except InvalidTransition:
+                return target, None
+
+        results = run_together(*[lambda t=t: finisher(t) for t in targets])
+        final = repo.get(session.id).state
+        winners = {target for target, state in results if state is not None}
+        assert winners == {final}
+        assert all(state is None for target, state in results if target is not final)
+    counts = repo.snapshot().counts
+    assert counts["running"] == 0 and sum(counts.values()) == 8
+
+
+# -- several processes at once (SQL stores only) -------------------------------------------
+
+PROCESSES = 4
+
+
+@pytest.fixture
+def spawn():
+    return multiprocessing.get_context("spawn")
+
+
+def _run_processes(spawn, target, argument_lists):
+    processes = [spawn.Process(target=target, args=args) for args in argument_lists]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert all(process.exitcode == 0 for process in processes)
+
+
+def _drain(queue, expected):
+    return [queue.get(timeout=60) for _ in range(expected)]
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite", "postgresql"], indirect=True)
+def test_appends_from_several_processes_number_entries_1_to_n(sql_url, spawn):
+    from repositories.sql import SqlSessionRepository
+
+    repo = SqlSessionRepository.from_url(sql_url)
+    session = repo.start(repo.create(kind="batch", owner="ana").id)
+    barrier, results = spawn.Barrier(PROCESSES), spawn.Queue()
+    batches, size = 20, 5
+    _run_processes(spawn, process_workers.append_batches,
+                   [(sql_url, session.id, barrier, batches, size, results)] * PROCESSES)
+    ranges = _drain(results, PROCESSES * batches)
+    total = PROCESSES * batches * size
+    assert sorted(seq for first, last in ranges for seq in range(first, last + 1)) == list(range(1, total + 1))
+    assert [e.seq for e in repo.iter_logs(session.id)] == list(range(1, total + 1))
+    repo.close()
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite", "postgresql"], indirect=True)
+def test_finishes_from_several_processes_have_exactly_one_winner(sql_url, spawn):
+    from repositories.sql import SqlSessionRepository
+
+    repo = SqlSessionRepository.from_url(sql_url)
+    ids = [repo.start(repo.create(kind="batch", owner="ana").id).id for _ in range(10)]
+    barrier, results = spawn.Barrier(3), spawn.Queue()
+    targets = ["completed", "failed", "stopped"]
+    _run_processes(spawn, process_workers.finish_as, [(sql_url, ids, t, barrier, results) for t in targets])
+    outcomes = _drain(results, len(ids) * 3)
+    for session_id in ids:
+        won = [target for sid, target, outcome in outcomes if sid == session_id and outcome == "won"]
+        assert len(won) == 1 and repo.get(session_id).state.value == won[0]
+    counts = repo.snapshot().counts
+    assert counts["running"] == 0 and sum(counts.values()) == len(ids)
+    repo.close()
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite", "postgresql"], indirect=True)
+def test_snapshots_stay_exact_while_other_processes_move_sessions(sql_url, spawn):
+    from repositories.sql import SqlSessionRepository
+
+    repo = SqlSessionRepository.from_url(sql_url)
+    ids = [repo.create(kind="batch", owner="ana").id for _ in range(PROCESSES * 10)]
+    barrier, done = spawn.Barrier(PROCESSES + 1), spawn.Event()
+    processes = [spawn.Process(target=process_workers.move_through_states,
+                               args=(sql_url, ids[i::PROCESSES], barrier, done)) for i in range(PROCESSES)]
+    for process in processes:
+        process.start()
+    barrier.wait(timeout=60)
+    snapshots = 0
+    while any(p.is_alive() for p in processes) or snapshots < 3:
+        assert_snapshot_shows_each_session_once(repo.snapshot(limit_per_state=1000), set(ids))
+        snapshots += 1
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    final = repo.snapshot(limit_per_state=1000)
+    assert final.counts["pending"] == final.counts["running"] == 0
+    assert sum(final.counts.values()) == len(ids)
+    repo.close()
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_reader_sees_whole_sessions_while_another_process_cleans_up(sql_url, spawn):
+    from repositories.sql import SqlSessionRepository
+
+    past = utcnow() - timedelta(days=30)
+    old = SqlSessionRepository.from_url(sql_url, clock=lambda: past)
+    ids = []
+    for i in range(80):
+        session = old.start(old.create(kind="batch", owner="ana").id)
+        old.append_logs(session.id, [{"level": "info", "message": str(n)} for n in range(1 + i % 4)])
+        ids.append(old.finish(session.id, State.COMPLETED).id)
+    old.close()
+    repo = SqlSessionRepository.from_url(sql_url)
+    barrier, results = spawn.Barrier(2), spawn.Queue()
+    cleaner = spawn.Process(target=process_workers.clean_up, args=(sql_url, 7, barrier, results))
+    cleaner.start()
+    barrier.wait(timeout=60)
+    rng, reads = random.Random(7), 0
+    while cleaner.is_alive() or reads < 20:
+        session_id = rng.choice(ids)
+        try:
+            session = repo.get(session_id)
+            entries = repo.read_logs(session_id, limit=5000).entries
+        except SessionNotFound:
+            reads += 1
+            continue
+        assert len(entries) == session.log_count, "a half-removed session was visible"
+        reads += 1
+    cleaner.join(timeout=60)
+    assert cleaner.exitcode == 0
+    assert results.get(timeout=30) == (80, sum(1 + i % 4 for i in range(80)))
+    assert sum(repo.snapshot().counts.values()) == 0
+    repo.close()
