@@ -12,7 +12,8 @@ from .. import validation as check
 from ..errors import LogLimitExceeded
 from ..records import AppendResult, LogPage
 from ..states import State, check_reportable
-from .rows import LOG_COLUMNS, logs, sessions, to_log
+from .rows import LOG_COLUMNS, logs, to_log
+from .statements import SELECT_PK
 
 
 class SqlLogs:
@@ -39,7 +40,7 @@ class SqlLogs:
         # One snapshot for both SELECTs: under READ COMMITTED a cleanup committing between
         # them would show an existing session with no logs.
         with self._tx(write=False, snapshot=True) as connection:
-            row = self._fetch(connection, session_id, sessions.c.pk)
+            row = self._fetch(connection, session_id, SELECT_PK)
             entries = [to_log(r) for r in connection.execute(
                 select(*LOG_COLUMNS).where(logs.c.session_pk == row.pk, logs.c.seq > after)
                 .order_by(logs.c.seq).limit(limit))]

@@ -13,7 +13,8 @@ from .. import validation as check
 from ..records import CleanupCounts, UsageRow, Worker
 from ..states import State, check_move
 from ..usage import check_grouping, hour_of
-from .rows import logs, move_counts, sessions, upsert_worker, usage_rollups, workers
+from .rows import logs, sessions, upsert_worker, usage_rollups, workers
+from .statements import move_counts
 
 #: Sessions removed per cleanup transaction: each batch removes whole sessions, and the
 #: write lock is released between batches so workers' reports are not held up for seconds.

@@ -1,7 +1,7 @@
 """Row ↔ record conversion and the small statements several store methods share."""
 from __future__ import annotations
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..records import LogEntry, Session
@@ -31,16 +31,6 @@ def to_session(row) -> Session:
 
 def to_log(row) -> LogEntry:
     return LogEntry(row.seq, row.ts, row.level, row.message, row.fields)
-
-
-def move_counts(connection: Connection, deltas: dict[State, int]) -> None:
-    """Apply per-state counter deltas in sorted state order, so concurrent transactions
-    always lock counter rows in the same order and cannot deadlock each other."""
-    for state in sorted(deltas, key=lambda s: s.value):
-        if deltas[state]:
-            connection.execute(
-                update(state_counts).where(state_counts.c.state == state.value)
-                .values(sessions=state_counts.c.sessions + deltas[state]))
 
 
 def _dialect_insert(connection: Connection, table):

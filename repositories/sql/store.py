@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Callable
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine
 
 from .. import validation as check
 from ..base import DEFAULT_MAX_LOG_ENTRIES, SessionRepository
@@ -27,7 +27,9 @@ from .hotpath import DIALECTS
 from .logs import SqlLogs
 from .maintenance import SqlMaintenance
 from .models import Base
-from .rows import SESSION_COLUMNS, add_usage, move_counts, sessions, state_counts, to_session
+from . import statements
+from .rows import add_usage, to_session
+from .statements import move_counts
 
 
 class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
@@ -58,26 +60,21 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
         return self._transactions(write=write, snapshot=snapshot)
 
     @staticmethod
-    def _fetch(connection, session_id: str, *columns, lock: bool = False):
-        """Read the session row (``lock``: FOR UPDATE on PostgreSQL); SessionNotFound if absent."""
+    def _fetch(connection, session_id: str, statement=statements.SELECT_SESSION):
+        """Run a by-id lookup (``statement``); SessionNotFound if there is no such session."""
         try:
             key = check.check_session_id(session_id)
         except check.ValidationError:
             raise SessionNotFound(str(session_id)) from None
-        query = select(*(columns or SESSION_COLUMNS)).where(sessions.c.id == key)
-        row = connection.execute(query.with_for_update() if lock else query).first()
+        row = connection.execute(statement, {"p_id": key}).first()
         if row is None:
             raise SessionNotFound(key)
         return row
 
-    def _locked(self, connection, session_id: str, *columns):
-        return self._fetch(connection, session_id, *columns, lock=True)
-
     @staticmethod
-    def _update_returning(connection, pk: int, **values):
+    def _write(connection, statement, pk: int, **values):
         return to_session(connection.execute(
-            update(sessions).where(sessions.c.pk == pk).values(**values)
-            .returning(*SESSION_COLUMNS)).one())
+            statement, {"p_pk": pk, **{f"p_{k}": v for k, v in values.items()}}).one())
 
     # -- sessions ----------------------------------------------------------------------------
     def create(self, *, kind, owner, label="", params=None, meta=None):
@@ -85,11 +82,11 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
         meta = copy.deepcopy(meta or {})
         with self._tx() as connection:
             now = self._clock()
-            row = connection.execute(insert(sessions).values(
-                id=str(uuid.uuid4()), kind=kind, label=label, owner=owner, state=State.PENDING.value,
-                stop_requested=False, progress={}, meta=meta, params=params or {}, result=None,
-                error=None, tokens=0, cost=0.0, created_at=now, updated_at=now, log_count=0,
-            ).returning(*SESSION_COLUMNS)).one()
+            row = connection.execute(statements.INSERT_SESSION, {
+                "id": str(uuid.uuid4()), "kind": kind, "label": label, "owner": owner,
+                "state": State.PENDING.value, "stop_requested": False, "progress": {}, "meta": meta,
+                "params": params or {}, "result": None, "error": None, "tokens": 0, "cost": 0.0,
+                "created_at": now, "updated_at": now, "log_count": 0}).one()
             move_counts(connection, {State.PENDING: 1})
             add_usage(connection, (owner, kind, engine_of(meta), hour_of(now)), sessions_delta=1)
             return to_session(row)
@@ -101,19 +98,12 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
     def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None):
         check.check_limit("limit", limit, 1, 200)
         before = decode_cursor(cursor)
-        query = select(sessions.c.pk, *SESSION_COLUMNS).order_by(sessions.c.pk.desc()).limit(limit + 1)
-        if state is not None:
-            query = query.where(sessions.c.state == parse_state(state).value)
-        if owner is not None:
-            query = query.where(sessions.c.owner == owner)
-        if kind is not None:
-            query = query.where(sessions.c.kind == kind)
-        if q:
-            query = query.where(sessions.c.label.icontains(q, autoescape=True))
-        if before is not None:
-            query = query.where(sessions.c.pk < before)
+        params = {"p_limit": limit + 1, "p_state": parse_state(state).value if state is not None else None,
+                  "p_owner": owner, "p_kind": kind, "p_q": statements.contains_pattern(q) if q else None, "p_before": before}
+        query = statements.list_query(state is not None, owner is not None, kind is not None,
+                                      bool(q), before is not None)
         with self._tx(write=False) as connection:
-            rows = connection.execute(query).all()
+            rows = connection.execute(query, {k: v for k, v in params.items() if v is not None}).all()
         more = len(rows) > limit
         rows = rows[:limit]
         return Page([to_session(r) for r in rows], encode_cursor(rows[-1].pk) if more else None)
@@ -123,24 +113,21 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
         with self._tx(write=False, snapshot=True) as connection:
             taken_at = self._clock()
             counts = {s.value: 0 for s in State}
-            counts.update({r.state: int(r.sessions) for r in connection.execute(select(state_counts))})
-            buckets = {}
-            for state in State:
-                rows = connection.execute(
-                    select(*SESSION_COLUMNS).where(sessions.c.state == state.value)
-                    .order_by(sessions.c.pk.desc()).limit(limit_per_state)).all()
-                buckets[state.value] = [to_session(r) for r in rows]
+            counts.update({state: int(n) for state, n in connection.execute(statements.SELECT_COUNTS)})
+            buckets = {state.value: [to_session(r) for r in connection.execute(
+                statements.SELECT_BUCKET, {"p_state": state.value, "p_limit": limit_per_state})]
+                for state in State}
         return Snapshot(taken_at, counts, buckets)
 
     # -- transitions -----------------------------------------------------------------------------
     def start(self, session_id):
         with self._tx() as connection:
-            row = self._locked(connection, session_id, sessions.c.pk, sessions.c.id, sessions.c.state)
+            row = self._fetch(connection, session_id, statements.SELECT_STATE_LOCKED)
             check_move(row.id, State(row.state), "start", State.RUNNING)
             now = self._clock()
             move_counts(connection, {State.PENDING: -1, State.RUNNING: 1})
-            return self._update_returning(connection, row.pk, state=State.RUNNING.value,
-                                          started_at=now, heartbeat_at=now, updated_at=now)
+            return self._write(connection, statements.START, row.pk, state=State.RUNNING.value,
+                               started_at=now, heartbeat_at=now, updated_at=now)
 
     def report_progress(self, session_id, *, progress=None, meta=None, usage=None):
         check.check_object("progress", progress)
@@ -169,28 +156,29 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
 
     def request_stop(self, session_id):
         with self._tx() as connection:
-            row = self._locked(connection, session_id, sessions.c.pk, sessions.c.id, sessions.c.state)
+            row = self._fetch(connection, session_id, statements.SELECT_STATE_LOCKED)
             current = State(row.state)
             target = stop_target(current)
             check_move(row.id, current, "stop", target)
             now = self._clock()
-            values = {"stop_requested": True, "updated_at": now}
-            if target is not current:
-                values.update(state=target.value, finished_at=now)
-                move_counts(connection, {current: -1, target: 1})
-            return self._update_returning(connection, row.pk, **values)
+            if target is current:
+                return self._write(connection, statements.RAISE_STOP_FLAG, row.pk, stop_requested=True,
+                                   updated_at=now)
+            move_counts(connection, {current: -1, target: 1})
+            return self._write(connection, statements.CANCEL, row.pk, stop_requested=True, state=target.value,
+                               finished_at=now, updated_at=now)
 
     def finish(self, session_id, state, *, result=None, error=None):
         state = parse_terminal_state(state)
         check.check_object("result", result)
         check.check_error(error)
         with self._tx() as connection:
-            row = self._locked(connection, session_id)
+            row = self._fetch(connection, session_id, statements.SELECT_SESSION_LOCKED)
             current = State(row.state)
             if current is state:
                 return to_session(row)          # a retried finish: change nothing
             check_move(row.id, current, "finish", state)
             now = self._clock()
             move_counts(connection, {current: -1, state: 1})
-            return self._update_returning(connection, row.pk, state=state.value, result=result,
-                                          error=error, finished_at=now, updated_at=now)
+            return self._write(connection, statements.FINISH, row.pk, state=state.value, result=result,
+                               error=error, finished_at=now, updated_at=now)

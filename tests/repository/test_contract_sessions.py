@@ -148,3 +148,9 @@ def test_snapshot_counts_every_state_and_lists_the_newest_of_each(repo):
     assert [s.id for s in snapshot.sessions["completed"]] == [done]
     assert snapshot.sessions["failed"] == [] and snapshot.sessions["stopped"] == []
     assert snapshot.taken_at.tzinfo is not None
+
+
+def test_label_search_treats_backslashes_literally(repo):
+    a = repo.create(kind="batch", owner="ana", label=r"C:\data\run_1.csv")
+    repo.create(kind="batch", owner="ana", label="C:/data/run1.csv")
+    assert _ids(repo.list_sessions(q=r"\run_1")) == [a.id]

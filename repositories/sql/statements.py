@@ -1,0 +1,69 @@
+"""Core statements built once at import.
+
+Building a statement costs several times what executing it does (cache-key generation
+walks the whole expression), so every fixed statement lives here with bind parameters
+(prefixed ``p_`` because SQLAlchemy reserves column names in SET clauses), and the
+filtered list queries are built once per combination of filters.
+"""
+from __future__ import annotations
+
+import functools
+
+from sqlalchemy import bindparam, insert, select, update
+
+from .rows import SESSION_COLUMNS, sessions, state_counts
+
+c = sessions.c
+
+SELECT_SESSION = select(*SESSION_COLUMNS).where(c.id == bindparam("p_id"))
+SELECT_SESSION_LOCKED = SELECT_SESSION.with_for_update()
+SELECT_STATE_LOCKED = select(c.pk, c.id, c.state).where(c.id == bindparam("p_id")).with_for_update()
+SELECT_PK = select(c.pk).where(c.id == bindparam("p_id"))
+INSERT_SESSION = insert(sessions).returning(*SESSION_COLUMNS)
+SELECT_COUNTS = select(state_counts.c.state, state_counts.c.sessions)
+SELECT_BUCKET = (select(*SESSION_COLUMNS).where(c.state == bindparam("p_state"))
+                 .order_by(c.pk.desc()).limit(bindparam("p_limit")))
+MOVE_COUNT = (update(state_counts).where(state_counts.c.state == bindparam("p_state"))
+              .values(sessions=state_counts.c.sessions + bindparam("p_delta")))
+
+
+def _update(**columns):
+    return (update(sessions).where(c.pk == bindparam("p_pk"))
+            .values(**{name: bindparam(f"p_{name}") for name in columns}).returning(*SESSION_COLUMNS))
+
+
+START = _update(state=1, started_at=1, heartbeat_at=1, updated_at=1)
+RAISE_STOP_FLAG = _update(stop_requested=1, updated_at=1)
+CANCEL = _update(stop_requested=1, state=1, finished_at=1, updated_at=1)
+FINISH = _update(state=1, result=1, error=1, finished_at=1, updated_at=1)
+
+
+@functools.lru_cache(maxsize=64)
+def list_query(state: bool, owner: bool, kind: bool, text: bool, before: bool):
+    """The newest-first page query for one combination of filters."""
+    query = select(c.pk, *SESSION_COLUMNS).order_by(c.pk.desc()).limit(bindparam("p_limit"))
+    if state:
+        query = query.where(c.state == bindparam("p_state"))
+    if owner:
+        query = query.where(c.owner == bindparam("p_owner"))
+    if kind:
+        query = query.where(c.kind == bindparam("p_kind"))
+    if text:
+        query = query.where(c.label.ilike(bindparam("p_q"), escape="\\"))
+    if before:
+        query = query.where(c.pk < bindparam("p_before"))
+    return query
+
+
+def move_counts(connection, deltas) -> None:
+    """Apply per-state counter deltas in sorted state order, so concurrent transactions
+    always lock counter rows in the same order and cannot deadlock each other."""
+    for state in sorted(deltas, key=lambda s: s.value):
+        if deltas[state]:
+            connection.execute(MOVE_COUNT, {"p_state": state.value, "p_delta": deltas[state]})
+
+
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern matching ``text`` literally anywhere (wildcards escaped)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
