@@ -9,6 +9,9 @@ import copy
 from typing import Any
 
 
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """Return ``target`` with ``patch`` applied per RFC 7396; neither argument is mutated.
 
@@ -16,7 +19,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
     merge recursively, and any non-object patch value replaces the old value wholesale.
     """
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return patch if isinstance(patch, _IMMUTABLE) else copy.deepcopy(patch)
     merged = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:

@@ -48,9 +48,14 @@ def prepare_engine(engine: Engine) -> Engine:
 def engine_options(url: str) -> dict:
     """Engine keyword arguments for a URL; shared by ``make_engine`` and the Flask app."""
     if url.startswith("sqlite:"):
-        return {"connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}}
+        # Every transaction here ends in an explicit COMMIT or ROLLBACK, so the pool's own
+        # rollback-on-return would only add a call to each operation.
+        return {"connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+                "pool_reset_on_return": None}
     if url.startswith("postgresql"):
-        return {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
+        # Sessions in UTC so timestamps need no conversion; no pre-ping: it would add a
+        # round trip to every operation, and a dropped connection fails one call instead.
+        return {"pool_size": 10, "max_overflow": 20, "connect_args": {"options": "-c timezone=UTC"}}
     raise ConfigurationError(
         "RUNBOARD_DATABASE_URL: unsupported scheme; use memory://, sqlite:///path.db "
         "or postgresql+psycopg://…")
@@ -91,14 +96,16 @@ class Transactions:
             yield connection
 
     @contextlib.contextmanager
-    def cursor(self) -> Iterator:
-        """Driver-level twin of a write transaction for the hot paths (see ``hotpath``):
-        same pool, same BEGIN IMMEDIATE, commit on success, roll back on error."""
+    def cursor(self, *, write: bool = True, snapshot: bool = False) -> Iterator:
+        """Driver-level twin of ``__call__`` for the hot paths (see ``hotpath``): same pool,
+        same locking and snapshot rules, commit on success, roll back on error."""
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
             if self._sqlite:
-                cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            elif snapshot:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield cursor
             connection.commit()
         except BaseException:

@@ -11,22 +11,38 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from ..records import Session
+from ..states import State
+
 from psycopg.types.json import Json
 
 from ..errors import SessionNotFound
 from .. import validation as check
 
 
+#: Session columns in the order ``_Dialect.session`` reads them.
+SESSION_SELECT = ("id, kind, label, owner, state, stop_requested, progress, meta, params, result, error, "
+                  "tokens, cost, created_at, started_at, updated_at, finished_at, heartbeat_at, log_count")
+
+
 class _Dialect:
     lock = ""
 
     def __init__(self):
+        self.bucket = self.sql(f"SELECT {SESSION_SELECT} FROM sessions WHERE state = ? "
+                               "ORDER BY pk DESC LIMIT ?")
+        self.counts = "SELECT state, sessions FROM state_counts"
         self.progress_row = self.sql(
             "SELECT pk, id, state, stop_requested, progress, meta, owner, kind, tokens, cost"
             " FROM sessions WHERE id = ?" + self.lock)
         self.progress_update = self.sql(
             "UPDATE sessions SET progress = ?, meta = ?, tokens = ?, cost = ?, heartbeat_at = ?,"
             " updated_at = ? WHERE pk = ?")
+        # The common report: progress only, so meta is neither decoded nor rewritten.
+        self.progress_only_row = self.sql(
+            "SELECT pk, id, state, stop_requested, progress FROM sessions WHERE id = ?" + self.lock)
+        self.progress_only_update = self.sql(
+            "UPDATE sessions SET progress = ?, heartbeat_at = ?, updated_at = ? WHERE pk = ?")
         self.log_row = self.sql("SELECT pk, id, state, log_count FROM sessions WHERE id = ?" + self.lock)
         self.log_insert = self.sql(
             "INSERT INTO log_entries (session_pk, seq, ts, level, message, fields)"
@@ -41,6 +57,18 @@ class _Dialect:
 
     def sql(self, text: str) -> str:
         return text
+
+    def session(self, row) -> Session:
+        """A Session from a row selected with SESSION_SELECT."""
+        load, ts = self.load_json, self.load_ts
+        result = row[9]
+        return Session(
+            id=row[0], kind=row[1], label=row[2], owner=row[3], state=State(row[4]),
+            stop_requested=bool(row[5]), progress=load(row[6]), meta=load(row[7]), params=load(row[8]),
+            result=None if result is None else load(result), error=row[10],
+            usage={"tokens": int(row[11]), "cost": float(row[12])}, created_at=ts(row[13]),
+            started_at=ts(row[14]), updated_at=ts(row[15]), finished_at=ts(row[16]),
+            heartbeat_at=ts(row[17]), log_count=row[18])
 
     def fetch(self, cursor, statement: str, session_id: str):
         """Run a one-row lookup by session id; SessionNotFound when there is none."""
@@ -67,7 +95,11 @@ class _Sqlite(_Dialect):
     @staticmethod
     def dump_ts(moment: datetime) -> str:
         # The text form SQLAlchemy's SQLite DateTime writes and parses: naive UTC.
-        return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    @staticmethod
+    def load_ts(value):
+        return None if value is None else datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
 
 
 class _Postgres(_Dialect):
@@ -87,6 +119,12 @@ class _Postgres(_Dialect):
     @staticmethod
     def dump_ts(moment: datetime) -> datetime:
         return moment
+
+    @staticmethod
+    def load_ts(value):
+        if value is None or value.tzinfo is timezone.utc:
+            return value
+        return value.astimezone(timezone.utc)
 
 
 DIALECTS = {"sqlite": _Sqlite(), "postgresql": _Postgres()}

@@ -6,7 +6,7 @@ exactly these tables.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer,
                         MetaData, String, Text, event, insert)
@@ -15,6 +15,7 @@ from sqlalchemy.types import TypeDecorator
 
 from ..states import State
 
+_ZERO = timedelta(0)
 NAMING = {"ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name)s_%(column_0_N_name)s",
           "ck": "ck_%(table_name)s_%(constraint_name)s", "fk": "fk_%(table_name)s_%(column_0_name)s",
           "pk": "pk_%(table_name)s"}
@@ -40,12 +41,27 @@ class UtcDateTime(TypeDecorator):
             value = value.astimezone(timezone.utc).replace(tzinfo=None)
         return value
 
+    def result_processor(self, dialect, coltype):
+        if dialect.name == "sqlite":
+            # SQLite hands back the text we wrote; the C parser is several times faster
+            # than SQLAlchemy's regex, which matters when a snapshot reads ~1,000 rows.
+            return _parse_sqlite_timestamp
+        return super().result_processor(dialect, coltype)
+
     def process_result_value(self, value, dialect):
         if value is None:
             return None
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
+        if value.utcoffset() == _ZERO:        # already UTC (we ask PostgreSQL for UTC sessions)
+            return value.replace(tzinfo=timezone.utc) if value.tzinfo is not timezone.utc else value
         return value.astimezone(timezone.utc)
+
+
+def _parse_sqlite_timestamp(value):
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
 
 
 class Base(DeclarativeBase):

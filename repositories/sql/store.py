@@ -110,13 +110,16 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
 
     def snapshot(self, *, limit_per_state=200):
         check.check_limit("limit", limit_per_state, 1, 1000)
-        with self._tx(write=False, snapshot=True) as connection:
+        d = self._dialect
+        with self._transactions.cursor(write=False, snapshot=True) as cursor:
             taken_at = self._clock()
             counts = {s.value: 0 for s in State}
-            counts.update({state: int(n) for state, n in connection.execute(statements.SELECT_COUNTS)})
-            buckets = {state.value: [to_session(r) for r in connection.execute(
-                statements.SELECT_BUCKET, {"p_state": state.value, "p_limit": limit_per_state})]
-                for state in State}
+            cursor.execute(d.counts)
+            counts.update({state: int(n) for state, n in cursor.fetchall()})
+            buckets = {}
+            for state in State:
+                cursor.execute(d.bucket, (state.value, limit_per_state))
+                buckets[state.value] = [d.session(row) for row in cursor.fetchall()]
         return Snapshot(taken_at, counts, buckets)
 
     # -- transitions -----------------------------------------------------------------------------
@@ -134,6 +137,8 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
         check.check_object("meta", meta)
         tokens, cost = check.check_usage(usage)
         d = self._dialect
+        if not (meta or tokens or cost):
+            return self._report_progress_only(session_id, progress)
         with self._transactions.cursor() as cursor:
             pk, key, state, stop_requested, stored_progress, stored_meta, owner, kind, total_tokens, \
                 total_cost = d.fetch(cursor, d.progress_row, session_id)
@@ -152,6 +157,19 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
             cursor.execute(d.progress_update, (
                 d.dump_json(stored_progress), d.dump_json(stored_meta), total_tokens + tokens,
                 total_cost + cost, stamp, stamp, pk))
+            return ProgressAck(state, bool(stop_requested))
+
+    def _report_progress_only(self, session_id, progress):
+        d = self._dialect
+        with self._transactions.cursor() as cursor:
+            pk, key, state, stop_requested, stored = d.fetch(cursor, d.progress_only_row, session_id)
+            state = State(state)
+            check_reportable(key, state, "progress")
+            stamp = d.dump_ts(self._clock())
+            stored = d.load_json(stored)
+            if progress:
+                stored = merge_progress(stored, progress)
+            cursor.execute(d.progress_only_update, (d.dump_json(stored), stamp, stamp, pk))
             return ProgressAck(state, bool(stop_requested))
 
     def request_stop(self, session_id):
