@@ -86,21 +86,14 @@ def sqlite_insert_ceiling(path: str, threads: int, seconds: float, batch: int = 
     return run_threads(threads, seconds, worker)
 
 
-def postgres_update_ceiling(dsn: str, threads: int, seconds: float) -> float:
-    with psycopg.connect(dsn, autocommit=True) as setup:
-        setup.execute("CREATE TABLE IF NOT EXISTS ceiling (id INT PRIMARY KEY, v JSON, ts TIMESTAMPTZ)")
-        for i in range(threads):
-            setup.execute("INSERT INTO ceiling VALUES (%s, %s, now()) ON CONFLICT (id) DO NOTHING", (i, PAYLOAD))
+def _run_postgres(dsn: str, threads: int, seconds: float, make_step) -> float:
+    """Like run_threads, with one psycopg connection per thread, closed afterwards."""
     connections = []
 
     def worker(index):
         connection = psycopg.connect(dsn)
         connections.append(connection)
-
-        def step():
-            connection.execute("UPDATE ceiling SET v = %s, ts = now() WHERE id = %s", (PAYLOAD, index))
-            connection.commit()
-        return step
+        return make_step(connection, index)
 
     try:
         return run_threads(threads, seconds, worker)
@@ -109,15 +102,27 @@ def postgres_update_ceiling(dsn: str, threads: int, seconds: float) -> float:
             connection.close()
 
 
+def postgres_update_ceiling(dsn: str, threads: int, seconds: float) -> float:
+    with psycopg.connect(dsn, autocommit=True) as setup:
+        setup.execute("CREATE TABLE IF NOT EXISTS ceiling (id INT PRIMARY KEY, v JSON, ts TIMESTAMPTZ)")
+        for i in range(threads):
+            setup.execute("INSERT INTO ceiling VALUES (%s, %s, now()) ON CONFLICT (id) DO NOTHING", (i, PAYLOAD))
+
+    def make_step(connection, index):
+        def step():
+            connection.execute("UPDATE ceiling SET v = %s, ts = now() WHERE id = %s", (PAYLOAD, index))
+            connection.commit()
+        return step
+
+    return _run_postgres(dsn, threads, seconds, make_step)
+
+
 def postgres_insert_ceiling(dsn: str, threads: int, seconds: float, batch: int = 100) -> float:
     with psycopg.connect(dsn, autocommit=True) as setup:
         setup.execute("CREATE TABLE IF NOT EXISTS ceiling_logs (k INT, seq INT, message TEXT, PRIMARY KEY (k, seq))")
         setup.execute("TRUNCATE ceiling_logs")
-    connections = []
 
-    def worker(index):
-        connection = psycopg.connect(dsn)
-        connections.append(connection)
+    def make_step(connection, index):
         seq = [0]
 
         def step():
@@ -128,8 +133,4 @@ def postgres_insert_ceiling(dsn: str, threads: int, seconds: float, batch: int =
             seq[0] += batch
         return step
 
-    try:
-        return run_threads(threads, seconds, worker)
-    finally:
-        for connection in connections:
-            connection.close()
+    return _run_postgres(dsn, threads, seconds, make_step)
