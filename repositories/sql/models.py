@@ -156,6 +156,31 @@ class WorkerRow(Base):
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class ApiTokenRow(Base):
+    """A bearer token; only the SHA-256 digest of its secret is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str] = mapped_column(String(256))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class UserRow(Base):
+    """An admin-panel login; the password is kept as a scrypt hash."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 def seed_state_counts(connection) -> None:
     """Insert the zero counter rows; called after CREATE TABLE and by the initial migration."""
     connection.execute(insert(StateCountRow.__table__),

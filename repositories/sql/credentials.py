@@ -1,0 +1,81 @@
+"""Tokens and logins on the SQL stores (same contract as the memory credential store)."""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..credentials import (CredentialNotFound, CredentialStore, Token, User, check_token_fields,
+                           check_user_fields, new_secret, token_digest)
+from ..errors import ValidationError
+from ..records import utcnow
+from .engine import Transactions
+from .models import ApiTokenRow, UserRow
+
+tokens = ApiTokenRow.__table__
+users = UserRow.__table__
+TOKEN_COLUMNS = [tokens.c.id, tokens.c.name, tokens.c.role, tokens.c.owner, tokens.c.created_at,
+                 tokens.c.revoked_at]
+
+
+def _token(row) -> Token:
+    return Token(row.id, row.name, row.role, row.owner, row.created_at, row.revoked_at)
+
+
+class SqlCredentialStore(CredentialStore):
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow):
+        self._tx = Transactions(engine)
+        self._clock = clock
+
+    def create_token(self, *, role, owner, name=""):
+        check_token_fields(role, owner, name)
+        secret = new_secret()
+        token = Token(secrets.token_hex(8), name, role, owner.strip(), self._clock())
+        with self._tx(write=True) as connection:
+            connection.execute(insert(tokens).values(
+                id=token.id, name=name, role=role, owner=token.owner, token_hash=token_digest(secret),
+                created_at=token.created_at, revoked_at=None))
+        return token, secret
+
+    def find_token(self, secret):
+        with self._tx(write=False) as connection:
+            row = connection.execute(select(*TOKEN_COLUMNS).where(
+                tokens.c.token_hash == token_digest(secret), tokens.c.revoked_at.is_(None))).first()
+        return _token(row) if row else None
+
+    def list_tokens(self):
+        with self._tx(write=False) as connection:
+            rows = connection.execute(select(*TOKEN_COLUMNS).order_by(tokens.c.created_at)).all()
+        return [_token(r) for r in rows]
+
+    def revoke_token(self, token_id):
+        with self._tx(write=True) as connection:
+            connection.execute(update(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
+                               .values(revoked_at=self._clock()))
+            row = connection.execute(select(*TOKEN_COLUMNS).where(tokens.c.id == token_id)).first()
+        if row is None:
+            raise CredentialNotFound(f"token {token_id} not found")
+        return _token(row)
+
+    def create_user(self, *, name, password, is_admin):
+        check_user_fields(name, password)
+        user = User(name, is_admin, self._clock())
+        try:
+            with self._tx(write=True) as connection:
+                connection.execute(insert(users).values(
+                    name=name, password_hash=generate_password_hash(password), is_admin=is_admin,
+                    created_at=user.created_at))
+        except IntegrityError:
+            raise ValidationError("name", f"a user named {name!r} exists") from None
+        return user
+
+    def verify_user(self, name, password):
+        with self._tx(write=False) as connection:
+            row = connection.execute(select(users).where(users.c.name == name)).first()
+        if row and check_password_hash(row.password_hash, password):
+            return User(row.name, row.is_admin, row.created_at)
+        return None
