@@ -10,11 +10,13 @@ from flask import Flask
 
 from repositories.sql.engine import engine_options
 
+from .cli import register_cli
 from .errors import register_error_handlers
 from .extensions import db, migrate
 from .security import install_security
 from .settings import Settings, load_settings
-from .store import EXTENSION_KEY, build_repository
+from .kinds import KINDS_KEY, KindRegistry
+from .store import CREDENTIALS_KEY, EXTENSION_KEY, build_stores
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -36,7 +38,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SQLALCHEMY_DATABASE_URI=_sqlalchemy_url(settings),
         SQLALCHEMY_ENGINE_OPTIONS={} if settings.store == "memory" else engine_options(settings.database_url),
         MAX_CONTENT_LENGTH=1024 * 1024,
-        JSON_SORT_KEYS=False,
     )
     app.config.update({k: v for k, v in config.items() if not k.startswith("RUNBOARD_")})
     app.config["RUNBOARD"] = settings
@@ -44,11 +45,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings.store != "memory":
         db.init_app(app)
         migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
-    app.extensions[EXTENSION_KEY] = build_repository(app, settings)
+    app.extensions[EXTENSION_KEY], app.extensions[CREDENTIALS_KEY] = build_stores(app, settings)
+    app.extensions[KINDS_KEY] = KindRegistry()
     register_error_handlers(app)
+    register_cli(app)
+    app.json.sort_keys = False
 
     from . import health
+    from .api import bp as api_bp
     app.register_blueprint(health.bp)
+    app.register_blueprint(api_bp)
     return app
 
 

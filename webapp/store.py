@@ -6,24 +6,28 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from repositories import SessionRepository
+from repositories.credentials import CredentialStore, MemoryCredentialStore
 from repositories.errors import ConfigurationError
 from repositories.memory import MemorySessionRepository
 from repositories.sql import SqlSessionRepository
+from repositories.sql.credentials import SqlCredentialStore
 
 from .extensions import db
 from .settings import Settings
 
 EXTENSION_KEY = "runboard"
+CREDENTIALS_KEY = "runboard.credentials"
 
 
-def build_repository(app: Flask, settings: Settings) -> SessionRepository:
+def build_stores(app: Flask, settings: Settings) -> tuple[SessionRepository, CredentialStore]:
+    """The session repository and the credential store for the configured database."""
     if settings.store == "memory":
-        return MemorySessionRepository(max_log_entries=settings.max_log_entries)
+        return MemorySessionRepository(max_log_entries=settings.max_log_entries), MemoryCredentialStore()
     with app.app_context():
         engine = db.engine
         repository = SqlSessionRepository(engine, max_log_entries=settings.max_log_entries)
         check_reachable(engine)
-    return repository
+    return repository, SqlCredentialStore(engine)
 
 
 def check_reachable(engine) -> None:
@@ -39,6 +43,10 @@ def check_reachable(engine) -> None:
 def get_repository() -> SessionRepository:
     """The repository of the app handling the current request or CLI command."""
     return current_app.extensions[EXTENSION_KEY]
+
+
+def get_credentials() -> CredentialStore:
+    return current_app.extensions[CREDENTIALS_KEY]
 
 
 def close_repository(app: Flask) -> None:

@@ -1,0 +1,118 @@
+"""The ``endpoint`` decorator: one declaration per route gives authentication, role checks,
+request parsing against the declared schemas, and the OpenAPI entry.
+
+Routes receive parsed, validated models and stay thin; every refusal is raised as an
+exception and rendered by ``webapp.errors``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from typing import Callable
+
+import pydantic
+from flask import Blueprint, request
+from werkzeug.exceptions import UnsupportedMediaType
+
+from repositories.errors import ValidationError
+
+from .auth import EVERYONE, authenticate, require_role
+
+ONE_MIB = 1024 * 1024
+UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+@dataclasses.dataclass
+class Endpoint:
+    method: str
+    path: str
+    summary: str
+    roles: frozenset[str] | None
+    body: type[pydantic.BaseModel] | None
+    query: type[pydantic.BaseModel] | None
+    response: type[pydantic.BaseModel] | None
+    status: int
+    errors: tuple[int, ...]
+    max_body: int
+    media_type: str = "application/json"
+    also: tuple[int, ...] = ()
+
+
+REGISTRY: list[Endpoint] = []
+
+
+def field_name(location: tuple) -> str:
+    """("entries", 3, "message") -> "entries[3].message"."""
+    name = ""
+    for part in location:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
+
+
+def _validation_error(exc: pydantic.ValidationError, prefix: str = "") -> ValidationError:
+    first = exc.errors(include_url=False)[0]
+    location = tuple(p for p in first["loc"] if p not in ("function-after",))
+    if first["type"] == "missing":
+        message = "is required"
+    elif first["type"] == "extra_forbidden":
+        message = "unknown field"
+    else:
+        message = first["msg"]
+    return ValidationError(prefix + field_name(location) if location else (prefix.rstrip(".") or "body"),
+                           message)
+
+
+def parse_body(model, max_body: int):
+    request.max_content_length = max_body          # werkzeug refuses a larger body with 413 unread
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType("send the body as application/json")
+    raw = request.get_data(cache=False)
+    try:
+        return model.model_validate_json(raw)
+    except pydantic.ValidationError as exc:
+        if exc.errors()[0]["type"] == "json_invalid":
+            raise ValidationError("body", "is not valid JSON") from None
+        raise _validation_error(exc) from None
+
+
+def parse_query(model):
+    try:
+        return model.model_validate(request.args.to_dict(flat=True))
+    except pydantic.ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
+def endpoint(blueprint: Blueprint, method: str, path: str, *, summary: str,
+             roles: frozenset[str] | None = EVERYONE, body=None, query=None, response=None,
+             status: int = 200, errors: tuple[int, ...] = (), max_body: int = ONE_MIB,
+             media_type: str = "application/json", also: tuple[int, ...] = ()) -> Callable:
+    """Register ``view`` at ``path``; ``roles=None`` means no authentication at all."""
+
+    def decorate(view):
+        REGISTRY.append(Endpoint(method, path, summary, roles, body, query, response, status,
+                                 errors, max_body, media_type, also))
+
+        @functools.wraps(view)
+        def handle(**path_args):
+            arguments = dict(path_args)
+            session_id = path_args.get("session_id")
+            if session_id is not None and not UUID.match(session_id):
+                raise ValidationError("id", "is not a UUID")
+            if roles is not None:
+                principal = authenticate()
+                require_role(principal, roles, session_id)
+                arguments["principal"] = principal
+            if query is not None:
+                arguments["query"] = parse_query(query)
+            if body is not None:
+                arguments["body"] = parse_body(body, max_body)
+            elif method == "POST":
+                request.max_content_length = max_body
+            return view(**arguments)
+
+        flask_path = re.sub(r"\{(\w+)\}", r"<\1>", path)
+        blueprint.add_url_rule(flask_path, endpoint=view.__name__, view_func=handle, methods=[method])
+        return handle
+
+    return decorate

@@ -1,0 +1,85 @@
+"""Log routes: append, page through, and stream a download of any size in flat memory."""
+from __future__ import annotations
+
+import json
+
+from flask import Response
+
+from repositories.records import LogInput, Session, iso
+
+from ..store import get_repository
+from . import bp
+from . import schemas as s
+from .auth import ADMIN, WORKER, check_visible, visible_session
+from .endpoints import endpoint
+from .views import respond, session_json
+
+TEN_MIB = 10 * 1024 * 1024
+DOWNLOAD_BATCH = 2000
+
+
+@endpoint(bp, "POST", "/sessions/{session_id}/logs", summary="Append 1–1000 log entries",
+          roles=frozenset({ADMIN, WORKER}), body=s.LogBatch, response=s.AppendOut, status=201,
+          errors=(400, 401, 403, 404, 409, 413, 415), max_body=TEN_MIB)
+def append_logs(principal, session_id, body: s.LogBatch):
+    entries = [LogInput(e.level, e.message, e.fields or {}) for e in body.entries]
+    appended = get_repository().append_logs(session_id, entries)
+    return respond({"first_seq": appended.first_seq, "last_seq": appended.last_seq}, 201)
+
+
+@endpoint(bp, "GET", "/sessions/{session_id}/logs", summary="Read log entries after a seq",
+          query=s.LogsQuery, response=s.LogPageOut, errors=(400, 401, 404))
+def read_logs(principal, session_id, query: s.LogsQuery):
+    check_visible(principal, session_id)
+    page = get_repository().read_logs(session_id, after=query.after, limit=query.limit)
+    return respond({"entries": [e.to_dict() for e in page.entries], "next_after": page.next_after})
+
+
+@endpoint(bp, "GET", "/sessions/{session_id}/logs/download", summary="Download all log entries",
+          query=s.DownloadQuery, response=s.LogDownloadOut, errors=(400, 401, 404))
+def download_logs(principal, session_id, query: s.DownloadQuery):
+    """Streamed in batches: memory stays flat whatever the log size.  The header carries the
+    session's stored state as read when the download began."""
+    session = visible_session(principal, session_id)
+    entries = get_repository().iter_logs(session_id, batch_size=DOWNLOAD_BATCH)
+    if query.format == "json":
+        body, mimetype = _json_lines(session_json(session, principal), entries), "application/json"
+    else:
+        body, mimetype = _text_lines(session, entries), "text/plain; charset=utf-8"
+    response = Response(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="runboard-{session.id}.{query.format}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _text_lines(session: Session, entries):
+    header = [("session", session.id), ("kind", session.kind), ("label", session.label),
+              ("owner", session.owner), ("state", session.state.value),
+              ("created_at", iso(session.created_at)), ("started_at", iso(session.started_at)),
+              ("finished_at", iso(session.finished_at)), ("log_count", session.log_count)]
+    yield "".join(f"# {key}: {_one_line(value)}\n" for key, value in header) + "\n"
+    chunk = []
+    for entry in entries:
+        chunk.append(f"{iso(entry.ts)} {entry.level.upper()} {_one_line(entry.message)}\n")
+        if len(chunk) >= DOWNLOAD_BATCH:
+            yield "".join(chunk)
+            chunk = []
+    if chunk:
+        yield "".join(chunk)
+
+
+def _one_line(value) -> str:
+    """Keep one entry per line: embedded newlines are shown escaped."""
+    return "" if value is None else str(value).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _json_lines(session: dict, entries):
+    yield '{"session": ' + json.dumps(session) + ', "entries": ['
+    chunk, first = [], True
+    for entry in entries:
+        chunk.append(("" if first else ",") + json.dumps(entry.to_dict()))
+        first = False
+        if len(chunk) >= DOWNLOAD_BATCH:
+            yield "".join(chunk)
+            chunk = []
+    yield "".join(chunk) + "]}"

@@ -1,0 +1,205 @@
+"""Declared request and response schemas: they validate input and generate the OpenAPI
+document, so the two cannot drift apart."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+KIND_PATTERN = r"^[a-z0-9_.-]{1,64}$"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+StateName = Literal["pending", "running", "completed", "failed", "stopped"]
+TerminalState = Literal["completed", "failed", "stopped"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+JsonObject = dict[str, Any]
+
+
+class Body(BaseModel):
+    """Request bodies: strict types, and a typo'd field is an error, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Query(BaseModel):
+    """Query strings arrive as text, so numbers are parsed, but unknown parameters are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests ---------------------------------------------------------------------------
+class CreateSession(Body):
+    kind: StrictStr = Field(pattern=KIND_PATTERN)
+    label: StrictStr = Field("", max_length=256)
+    owner: StrictStr | None = Field(None, min_length=1, max_length=256)
+    params: JsonObject | None = None
+    meta: JsonObject | None = None
+
+
+class Usage(Body):
+    tokens: StrictInt = Field(0, ge=0, le=2**53)
+    cost: StrictFloat | StrictInt = Field(0, ge=0, le=1e12)
+
+
+class ProgressReport(Body):
+    progress: JsonObject | None = None
+    meta: JsonObject | None = None
+    usage: Usage | None = None
+
+
+class LogEntryIn(Body):
+    level: LogLevel
+    message: StrictStr = Field(max_length=8192)
+    fields: JsonObject | None = None
+
+
+class LogBatch(Body):
+    entries: list[LogEntryIn] = Field(min_length=1, max_length=1000)
+
+
+class Finish(Body):
+    state: TerminalState
+    result: JsonObject | None = None
+    error: StrictStr | None = Field(None, max_length=65536)
+
+
+class WorkerHeartbeat(Body):
+    worker_id: StrictStr = Field(min_length=1, max_length=128)
+    host: StrictStr = Field(min_length=1, max_length=256)
+    pid: StrictInt = Field(ge=0, le=2**31 - 1)
+    active: StrictInt = Field(0, ge=0, le=2**31 - 1)
+    rss_bytes: StrictInt | None = Field(None, ge=0, le=2**62)
+    version: StrictStr | None = Field(None, max_length=64)
+
+
+class ListQuery(Query):
+    state: StateName | None = None
+    owner: str | None = Field(None, min_length=1, max_length=256)
+    kind: str | None = Field(None, pattern=KIND_PATTERN)
+    q: str | None = Field(None, max_length=256)
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, max_length=64)
+
+
+class LogsQuery(Query):
+    after: int = Field(0, ge=0, le=2**62)
+    limit: int = Field(1000, ge=1, le=5000)
+
+
+class DownloadQuery(Query):
+    format: Literal["txt", "json"] = "txt"
+
+
+class SnapshotQuery(Query):
+    limit: int = Field(200, ge=1, le=1000)
+
+
+class UsageQuery(Query):
+    by: Literal["owner", "kind", "engine"] = "owner"
+    since: str | None = Field(None, max_length=40,
+                              description="ISO-8601 time, e.g. 2026-11-01T00:00:00Z")
+
+
+# -- responses ------------------------------------------------------------------------------
+class UsageOut(BaseModel):
+    tokens: int
+    cost: float | None = Field(None, description="admins and workers only")
+
+
+class SessionOut(BaseModel):
+    id: str
+    kind: str
+    label: str
+    owner: str
+    state: StateName
+    stop_requested: bool
+    progress: JsonObject
+    meta: JsonObject
+    params: JsonObject
+    result: JsonObject | None
+    error: str | None
+    usage: UsageOut
+    created_at: str
+    started_at: str | None
+    updated_at: str
+    finished_at: str | None
+    heartbeat_at: str | None
+    log_count: int
+
+
+class SessionPage(BaseModel):
+    items: list[SessionOut]
+    next_cursor: str | None
+
+
+class ProgressAckOut(BaseModel):
+    state: StateName
+    stop_requested: bool
+
+
+class AppendOut(BaseModel):
+    first_seq: int
+    last_seq: int
+
+
+class LogEntryOut(BaseModel):
+    seq: int
+    ts: str
+    level: LogLevel
+    message: str
+    fields: JsonObject
+
+
+class LogPageOut(BaseModel):
+    entries: list[LogEntryOut]
+    next_after: int
+
+
+class LogDownloadOut(BaseModel):
+    session: SessionOut
+    entries: list[LogEntryOut]
+
+
+class SnapshotOut(BaseModel):
+    taken_at: str
+    counts: dict[StateName, int]
+    sessions: dict[StateName, list[SessionOut]]
+
+
+class WorkerOut(BaseModel):
+    worker_id: str
+    host: str
+    pid: int
+    active: int
+    rss_bytes: int | None
+    version: str | None
+    last_seen: str
+    status: Literal["ok", "stale"]
+
+
+class WorkerList(BaseModel):
+    workers: list[WorkerOut]
+
+
+class UsageRowOut(BaseModel):
+    key: str
+    sessions: int
+    tokens: int
+    cost: float | None = Field(None, description="admins and workers only")
+
+
+class UsageOutList(BaseModel):
+    rows: list[UsageRowOut]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    store: Literal["memory", "sqlite", "postgresql"]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail

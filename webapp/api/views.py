@@ -1,0 +1,27 @@
+"""JSON renderings shared by the API routes (the only place that decides who sees cost)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import jsonify
+
+from repositories.records import Session, Worker, iso
+
+from .auth import Principal
+
+
+def session_json(session: Session, principal: Principal) -> dict:
+    return session.to_dict(include_cost=principal.sees_cost)
+
+
+def respond(payload, status: int = 200):
+    response = jsonify(payload)
+    response.status_code = status
+    return response
+
+
+def worker_json(worker: Worker, now: datetime, stale_after: timedelta) -> dict:
+    return {"worker_id": worker.worker_id, "host": worker.host, "pid": worker.pid,
+            "active": worker.active, "rss_bytes": worker.rss_bytes, "version": worker.version,
+            "last_seen": iso(worker.last_seen),
+            "status": "stale" if now - worker.last_seen > stale_after else "ok"}
