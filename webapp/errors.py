@@ -38,8 +38,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         response = error_response(exc.code or 500, _http_code(exc), exc.description or exc.name)
-        if exc.code == 405 and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        for key, value in exc.get_headers():      # WWW-Authenticate on 401, Allow on 405
+            if key.lower() != "content-type":
+                response.headers[key] = value
         return response
 
     @app.errorhandler(Exception)
