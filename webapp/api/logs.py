@@ -15,7 +15,7 @@ from .endpoints import endpoint
 from .views import respond, session_json
 
 TEN_MIB = 10 * 1024 * 1024
-DOWNLOAD_BATCH = 2000
+DOWNLOAD_BATCH = 1000
 
 
 @endpoint(bp, "POST", "/sessions/{session_id}/logs", summary="Append 1–1000 log entries",
