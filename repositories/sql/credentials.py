@@ -14,6 +14,7 @@ from ..credentials import (CredentialNotFound, CredentialStore, Token, User, che
 from ..errors import ValidationError
 from ..records import utcnow
 from .engine import Transactions
+from .hotpath import DIALECTS
 from .models import ApiTokenRow, UserRow
 
 tokens = ApiTokenRow.__table__
@@ -30,6 +31,9 @@ class SqlCredentialStore(CredentialStore):
     def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow):
         self._tx = Transactions(engine)
         self._clock = clock
+        self._dialect = DIALECTS[engine.dialect.name]
+        self._find = self._dialect.sql("SELECT id, name, role, owner, created_at FROM api_tokens"
+                                       " WHERE token_hash = ? AND revoked_at IS NULL")
 
     def create_token(self, *, role, owner, name=""):
         check_token_fields(role, owner, name)
@@ -42,10 +46,14 @@ class SqlCredentialStore(CredentialStore):
         return token, secret
 
     def find_token(self, secret):
-        with self._tx(write=False) as connection:
-            row = connection.execute(select(*TOKEN_COLUMNS).where(
-                tokens.c.token_hash == token_digest(secret), tokens.c.revoked_at.is_(None))).first()
-        return _token(row) if row else None
+        """Runs on every API request, so it is one fixed statement on the driver cursor."""
+        d = self._dialect
+        with self._tx.cursor(write=False) as cursor:
+            cursor.execute(self._find, (token_digest(secret),))
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return Token(row[0], row[1], row[2], row[3], d.load_ts(row[4]), None)
 
     def list_tokens(self):
         with self._tx(write=False) as connection:

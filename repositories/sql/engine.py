@@ -12,6 +12,7 @@ SQLite needs two adjustments to be a safe multi-threaded, multi-process store:
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -81,6 +82,10 @@ class Transactions:
     def __init__(self, engine: Engine):
         self.engine = prepare_engine(engine)
         self._sqlite = engine.dialect.name == "sqlite"
+        # SQLite admits one writer; threads of this process queue here, in order, rather
+        # than in SQLite's busy handler, which polls with sleeps of up to 100 ms and turns
+        # contention into long tail latency.  Other processes still meet the busy timeout.
+        self._writer = threading.Lock() if self._sqlite else contextlib.nullcontext()
         if self._sqlite:
             self._write = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             self._snapshot = engine
@@ -92,24 +97,25 @@ class Transactions:
     @contextlib.contextmanager
     def __call__(self, *, write: bool, snapshot: bool = False) -> Iterator[Connection]:
         engine = self._write if write else self._snapshot if snapshot else self.engine
-        with engine.begin() as connection:
+        with (self._writer if write else contextlib.nullcontext()), engine.begin() as connection:
             yield connection
 
     @contextlib.contextmanager
     def cursor(self, *, write: bool = True, snapshot: bool = False) -> Iterator:
         """Driver-level twin of ``__call__`` for the hot paths (see ``hotpath``): same pool,
         same locking and snapshot rules, commit on success, roll back on error."""
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            if self._sqlite:
-                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            elif snapshot:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            yield cursor
-            connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-        finally:
-            connection.close()
+        with self._writer if write else contextlib.nullcontext():
+            connection = self.engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                if self._sqlite:
+                    cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                elif snapshot:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield cursor
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
+            finally:
+                connection.close()

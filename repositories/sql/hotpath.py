@@ -32,6 +32,7 @@ class _Dialect:
         self.bucket = self.sql(f"SELECT {SESSION_SELECT} FROM sessions WHERE state = ? "
                                "ORDER BY pk DESC LIMIT ?")
         self.counts = "SELECT state, sessions FROM state_counts"
+        self.by_id = self.sql(f"SELECT {SESSION_SELECT} FROM sessions WHERE id = ?")
         self.progress_row = self.sql(
             "SELECT pk, id, state, stop_requested, progress, meta, owner, kind, tokens, cost"
             " FROM sessions WHERE id = ?" + self.lock)

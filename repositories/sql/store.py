@@ -92,8 +92,9 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
             return to_session(row)
 
     def get(self, session_id):
-        with self._tx(write=False) as connection:
-            return to_session(self._fetch(connection, session_id))
+        d = self._dialect
+        with self._transactions.cursor(write=False) as cursor:
+            return d.session(d.fetch(cursor, d.by_id, session_id))
 
     def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None):
         check.check_limit("limit", limit, 1, 200)

@@ -1,0 +1,167 @@
+"""API benchmark: gunicorn with the project's own config, driven over keep-alive
+connections from a separate process; every figure is also a ratio to GET /healthz
+measured in the same run.
+
+    python bench/api.py                 # SQLite (1 worker × 8 threads) and PostgreSQL (2 × 4)
+    python bench/api.py --quick         # 1 s per figure
+    python bench/api.py --stores sqlite --concurrency 8
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import loadgen  # noqa: E402
+import populate  # noqa: E402
+
+PG_ADMIN = os.environ.get("RUNBOARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+TOKEN = "bench-admin-token-" + uuid.uuid4().hex
+LAYOUT = {"sqlite": (1, 8), "postgresql": (2, 4)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """gunicorn -c gunicorn_config.py wsgi:app on a scratch database."""
+
+    def __init__(self, store: str, workdir: Path, sessions: int):
+        self.store, self.port, self.database = store, free_port(), None
+        if store == "sqlite":
+            self.url = f"sqlite:///{workdir / 'api-bench.db'}"
+        else:
+            self.database = f"runboard_apibench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                admin.execute(f'CREATE DATABASE "{self.database}"')
+            self.url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{self.database}".replace("postgresql://", "postgresql+psycopg://")
+        workers, threads = LAYOUT[store]
+        self.env = {**os.environ, "RUNBOARD_DATABASE_URL": self.url, "RUNBOARD_ADMIN_TOKEN": TOKEN,
+                    "RUNBOARD_SCHEDULER": "off", "WEB_CONCURRENCY": str(workers),
+                    "GUNICORN_THREADS": str(threads), "RUNBOARD_BIND": f"127.0.0.1:{self.port}",
+                    "GUNICORN_CMD_ARGS": "--access-logfile /dev/null"}
+        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
+                       env=self.env, check=True, capture_output=True)
+        rows = populate.session_rows(1, sessions)
+        if store == "sqlite":
+            populate.load_sqlite(self.url.removeprefix("sqlite:///"), rows)
+        else:
+            populate.load_postgres(self.url.replace("postgresql+psycopg://", "postgresql://"), rows)
+        self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn_config.py", "wsgi:app"],
+                                        cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        self._wait()
+
+    def _wait(self):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("gunicorn did not start")
+
+    def call(self, method, path, body=None):
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/v1{path}", method=method,
+                                         data=None if body is None else json.dumps(body).encode(),
+                                         headers={"Authorization": f"Bearer {TOKEN}",
+                                                  "Content-Type": "application/json"})
+        with urllib.request.urlopen(request) as response:
+            return json.load(response)
+
+    def close(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        if self.database:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+def scenarios(server: Server, connections: int) -> dict[str, list[list[bytes]]]:
+    """Per scenario, the requests each connection cycles through."""
+    ids = []
+    for _ in range(connections):
+        session = server.call("POST", "/sessions", {"kind": "bench", "owner": "bench@example.com"})
+        server.call("POST", f"/sessions/{session['id']}/start")
+        ids.append(session["id"])
+    batch = {"entries": [{"level": "info", "message": "step finished in 12 ms; residual 0.00042"}] * 100}
+    build = loadgen.build_request
+    return {
+        "GET /healthz": [[build("GET", "/healthz")]] * connections,
+        "POST …/progress": [[build("POST", f"/api/v1/sessions/{i}/progress", TOKEN,
+                                   {"progress": {"current": n, "total": 1000, "step": "simulate"}})
+                             for n in range(50)] for i in ids],
+        "POST …/logs (100)": [[build("POST", f"/api/v1/sessions/{i}/logs", TOKEN, batch)] for i in ids],
+        "GET /sessions/{id}": [[build("GET", f"/api/v1/sessions/{i}", TOKEN)] for i in ids],
+        "GET /admin/snapshot": [[build("GET", "/api/v1/admin/snapshot", TOKEN)]] * connections,
+    }
+
+
+def drive(port, requests, seconds):
+    with multiprocessing.get_context("spawn").Pool(1) as pool:     # the client has its own process
+        return pool.apply(loadgen.run, ("127.0.0.1", port, requests, seconds))
+
+
+TARGETS = {"POST …/progress": 0.70, "GET /sessions/{id}": 0.75, "POST …/logs (100)": 0.40}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stores", default="sqlite,postgresql")
+    parser.add_argument("--concurrency", default="8,32")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds = 1.0
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="runboard-apibench-") as workdir:
+        for store in args.stores.split(","):
+            server = Server(store, Path(workdir), args.sessions)
+            try:
+                workers, threads = LAYOUT[store]
+                for concurrency in [int(c) for c in args.concurrency.split(",")]:
+                    plans = scenarios(server, concurrency)
+                    results = {name: drive(server.port, plan, args.seconds) for name, plan in plans.items()}
+                    base = results["GET /healthz"]["rps"]
+                    for name, result in results.items():
+                        target = TARGETS.get(name)
+                        verdict = ""
+                        if target:
+                            verdict = "PASS" if result["rps"] >= target * base else "FAIL"
+                        if name == "POST …/progress" and concurrency == 8:
+                            verdict += " / p99 " + ("PASS" if result["p99"] < 25 else "FAIL")
+                        rows.append((store, f"{workers}×{threads}", concurrency, name, result, result["rps"] / base,
+                                     f"≥ {target:.0%}" if target else "", verdict))
+                    print(f"{store} c={concurrency} done", flush=True)
+            finally:
+                server.close()
+    print("\n| store | gunicorn | conc. | request | req/s | p50 ms | p99 ms | vs healthz | target | result | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for store, layout, concurrency, name, r, ratio, target, verdict in rows:
+        print(f"| {store} | {layout} | {concurrency} | {name} | {r['rps']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | "
+              f"{ratio:.0%} | {target} | {verdict} | {r['errors']} |")
+
+
+if __name__ == "__main__":
+    main()
