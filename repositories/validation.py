@@ -65,7 +65,8 @@ def check_object(field: str, value: Any, *, nullable: bool = True) -> None:
         return
     if not isinstance(value, dict):
         raise ValidationError(field, "must be a JSON object")
-    _check_json(field, value, 0)
+    if value:
+        _check_json(field, value, 0)
 
 
 def _check_json(field: str, value: Any, depth: int) -> None:

@@ -87,7 +87,7 @@ class _Dialect:
 class _Sqlite(_Dialect):
     @staticmethod
     def dump_json(value):
-        return json.dumps(value)
+        return "{}" if value == {} else json.dumps(value)       # empty `fields` is the norm
 
     @staticmethod
     def load_json(value):
