@@ -13,6 +13,7 @@ from repositories.sql.engine import engine_options
 from .cli import register_cli
 from .errors import register_error_handlers
 from .extensions import db, migrate
+from .jsonio import OrjsonProvider
 from .security import install_security
 from .settings import Settings, load_settings
 from .kinds import KINDS_KEY, KindRegistry
@@ -49,7 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions[KINDS_KEY] = KindRegistry()
     register_error_handlers(app)
     register_cli(app)
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
 
     from . import health
     from .api import bp as api_bp

@@ -258,3 +258,10 @@ def test_no_response_carries_a_traceback_and_security_headers_are_set(admin):
     assert "Traceback" not in response.get_data(as_text=True)
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+def test_integers_beyond_64_bits_round_trip_through_the_api(admin):
+    session = running(admin)
+    admin.post(f"/sessions/{session['id']}/progress", {"progress": {"current": 2**70, "total": 2**71}})
+    stored = admin.get(f"/sessions/{session['id']}").json
+    assert stored["progress"]["current"] == 2**70 and stored["progress"]["percent"] == 50.0
