@@ -86,6 +86,7 @@ class Transactions:
         # than in SQLite's busy handler, which polls with sleeps of up to 100 ms and turns
         # contention into long tail latency.  Other processes still meet the busy timeout.
         self._writer = threading.Lock() if self._sqlite else contextlib.nullcontext()
+        self._local = threading.local()
         if self._sqlite:
             self._write = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             self._snapshot = engine
@@ -105,7 +106,7 @@ class Transactions:
         """Driver-level twin of ``__call__`` for the hot paths (see ``hotpath``): same pool,
         same locking and snapshot rules, commit on success, roll back on error."""
         with self._writer if write else contextlib.nullcontext():
-            connection = self.engine.raw_connection()
+            connection, pooled = self._driver_connection()
             try:
                 cursor = connection.cursor()
                 if self._sqlite:
@@ -118,4 +119,19 @@ class Transactions:
                 connection.rollback()
                 raise
             finally:
-                connection.close()
+                if pooled:
+                    connection.close()
+
+    def _driver_connection(self):
+        """SQLite: one connection per thread, detached from the pool and kept for the
+        thread's life (a checkout costs more than the read it serves; a SQLite connection
+        is only a file handle).  PostgreSQL: the pool, whose connections are server
+        processes worth sharing."""
+        if not self._sqlite:
+            return self.engine.raw_connection(), True
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self.engine.raw_connection()
+            connection.detach()
+            self._local.connection = connection
+        return connection, False
