@@ -8,6 +8,7 @@ encoding here, in one place.
 """
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime, timezone
 
@@ -45,9 +46,6 @@ class _Dialect:
         self.progress_only_update = self.sql(
             "UPDATE sessions SET progress = ?, heartbeat_at = ?, updated_at = ? WHERE pk = ?")
         self.log_row = self.sql("SELECT pk, id, state, log_count FROM sessions WHERE id = ?" + self.lock)
-        self.log_insert = self.sql(
-            "INSERT INTO log_entries (session_pk, seq, ts, level, message, fields)"
-            " VALUES (?, ?, ?, ?, ?, ?)")
         self.usage_add = self.sql(
             "INSERT INTO usage_rollups (owner, kind, engine, hour, sessions, tokens, cost)"
             " VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (owner, kind, engine, hour) DO UPDATE SET"
@@ -58,6 +56,13 @@ class _Dialect:
 
     def sql(self, text: str) -> str:
         return text
+
+    @functools.lru_cache(maxsize=64)
+    def log_insert_rows(self, rows: int) -> str:
+        """One INSERT with ``rows`` VALUES groups: a single statement step instead of one per
+        entry (each step releases and re-takes the GIL, which is costly under gthread)."""
+        return self.sql("INSERT INTO log_entries (session_pk, seq, ts, level, message, fields) VALUES "
+                        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows))
 
     def session(self, row) -> Session:
         """A Session from a row selected with SESSION_SELECT."""

@@ -16,6 +16,10 @@ from .rows import LOG_COLUMNS, logs, to_log
 from .statements import SELECT_PK
 
 
+#: Entries per INSERT statement: 6 parameters each stays far below SQLite's 32,766 limit.
+LOG_ROWS_PER_INSERT = 500
+
+
 class SqlLogs:
     def append_logs(self, session_id, entries):
         batch = check.check_log_batch(entries)
@@ -27,9 +31,12 @@ class SqlLogs:
                 raise LogLimitExceeded(key, log_count, len(batch), self._max_log_entries)
             stamp = d.dump_ts(self._clock())
             first = log_count + 1
-            cursor.executemany(d.log_insert, [
-                (pk, first + i, stamp, e.level, e.message, d.dump_json(e.fields))
-                for i, e in enumerate(batch)])
+            for offset in range(0, len(batch), LOG_ROWS_PER_INSERT):
+                part = batch[offset:offset + LOG_ROWS_PER_INSERT]
+                values = []
+                for i, e in enumerate(part, start=first + offset):
+                    values += (pk, i, stamp, e.level, e.message, d.dump_json(e.fields))
+                cursor.execute(d.log_insert_rows(len(part)), values)
             last = log_count + len(batch)
             cursor.execute(d.log_update, (last, stamp, stamp, pk))
             return AppendResult(first, last)
