@@ -1,7 +1,10 @@
 """Gunicorn settings, validated in the master before any worker is forked.
 
-Every check below ends start-up with ONE line on stderr and exit status 2, so a bad
-deployment fails loudly once instead of crash-looping workers.
+Every check ends start-up with ONE line on stderr and exit status 2, so a bad deployment
+fails loudly once instead of crash-looping workers (see ``webapp/preflight.py``).
+
+Workers default to 2 on SQL stores (SQLite in WAL mode and PostgreSQL are both safe
+across processes) and to 1 on ``memory://``, which refuses more than one.
 """
 import os
 import sys
@@ -23,35 +26,11 @@ def _positive_int(name: str, default: int) -> int:
     return int(raw)
 
 
-def _validate_runboard(workers: int) -> None:
-    from sqlalchemy import text
-    from webapp.settings import load_settings
-
-    try:
-        settings = load_settings(os.environ)
-        if settings.store == "memory":
-            if workers > 1:
-                raise ConfigurationError(
-                    f"WEB_CONCURRENCY: the memory store lives inside one process; run 1 worker "
-                    f"(got {workers}) or use sqlite:/// or postgresql+psycopg:// in RUNBOARD_DATABASE_URL")
-            return
-        from repositories.sql import make_engine
-        from webapp.store import check_reachable
-
-        url = settings.database_url
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            return        # relative to the instance folder, created by the app on start
-        engine = make_engine(url)
-        try:
-            check_reachable(engine)
-        finally:
-            engine.dispose()   # no connection may be inherited by forked workers
-    except ConfigurationError as exc:
-        _fail(str(exc))
+def _on_memory_store() -> bool:
+    return os.environ.get("RUNBOARD_DATABASE_URL", "").strip().startswith("memory:")
 
 
-workers = _positive_int("WEB_CONCURRENCY",
-                        1 if os.environ.get("RUNBOARD_DATABASE_URL", "").startswith("memory:") else 2)
+workers = _positive_int("WEB_CONCURRENCY", 1 if _on_memory_store() else 2)
 threads = _positive_int("GUNICORN_THREADS", 4)
 worker_class = "gthread"
 bind = os.environ.get("RUNBOARD_BIND", "127.0.0.1:8000")
@@ -61,4 +40,27 @@ accesslog = "-"
 # Never log query strings' secrets: the access log shows method, path and status only.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
-_validate_runboard(workers)
+try:
+    from webapp.preflight import check_startup, check_workers
+
+    _settings = check_startup(os.environ, workers)
+except ConfigurationError as exc:
+    _fail(str(exc))
+
+
+def on_starting(server):
+    """``-w``/``--workers`` on the command line or in GUNICORN_CMD_ARGS override this file,
+    so the worker count is checked again once gunicorn has settled it."""
+    source = "WEB_CONCURRENCY" if server.cfg.workers == workers else "--workers"
+    try:
+        check_workers(_settings, server.cfg.workers, source)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+
+
+def nworkers_changed(server, new_value, old_value):
+    """A TTIN signal must not give the memory store a second process either (the first
+    call, while gunicorn sets itself up, is left to ``on_starting``)."""
+    if old_value is not None and _settings.store == "memory" and new_value > 1:
+        server.log.error("runboard: the memory store lives inside one process; staying at 1 worker")
+        server._num_workers = 1

@@ -1,14 +1,20 @@
 """Migrations produce exactly the models' schema, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from alembic.script import ScriptDirectory
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 
 from repositories.sql.models import Base
-from webapp import create_app
+from webapp import MIGRATIONS, create_app
 from webapp.extensions import db
 
 
@@ -37,3 +43,38 @@ def test_downgrade_removes_every_table(empty_database_url):
         tables = set(inspect(db.engine).get_table_names()) - {"alembic_version"}
         db.engine.dispose()
     assert tables == set()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _flask(*args: str, url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT,
+                          env={**os.environ, "RUNBOARD_DATABASE_URL": url, "RUNBOARD_SCHEDULER": "off"},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_readme_command_creates_the_schema_and_is_safe_to_repeat(empty_database_url):
+    for _ in range(2):
+        result = _flask("db", "upgrade", url=empty_database_url)
+        assert result.returncode == 0, result.stderr
+    engine = create_engine(empty_database_url)
+    try:
+        with engine.connect() as connection:
+            head = ScriptDirectory(MIGRATIONS).get_current_head()
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head
+            assert connection.execute(text("SELECT count(*) FROM state_counts")).scalar_one() == 5
+    finally:
+        engine.dispose()
+
+
+def test_db_upgrade_with_bad_configuration_prints_one_line():
+    result = _flask("db", "upgrade", url="sqlite:///")
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("runboard: configuration error: RUNBOARD_DATABASE_URL: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_revisions_form_one_line_of_history():
+    script = ScriptDirectory(MIGRATIONS)
+    assert len(script.get_heads()) == 1 and len(script.get_bases()) == 1

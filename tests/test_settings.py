@@ -38,6 +38,11 @@ def test_overrides_win_over_the_environment():
 @pytest.mark.parametrize("variable, value", [
     ("RUNBOARD_DATABASE_URL", "mysql://root@localhost/x"),
     ("RUNBOARD_DATABASE_URL", "no-scheme-at-all"),
+    ("RUNBOARD_DATABASE_URL", "postgresql+asyncpg://user@host/db"),
+    ("RUNBOARD_DATABASE_URL", "postgresql+psycopg://user@host:port/db"),
+    ("RUNBOARD_DATABASE_URL", "sqlite:///"),
+    ("RUNBOARD_DATABASE_URL", "sqlite:///:memory:"),
+    ("RUNBOARD_HEARTBEAT_TIMEOUT", "1.5h"),
     ("RUNBOARD_RETENTION", "forever"),
     ("RUNBOARD_RETENTION", "0s"),
     ("RUNBOARD_HEARTBEAT_TIMEOUT", "60"),
@@ -47,6 +52,7 @@ def test_overrides_win_over_the_environment():
     ("RUNBOARD_SCHEDULER", "sometimes"),
     ("RUNBOARD_ADMIN_TOKEN", "short"),
     ("RUNBOARD_SECRET_KEY", "short"),
+    ("RUNBOARD_SECURE_COOKIES", "perhaps"),
 ])
 def test_each_bad_variable_is_named_in_the_error(variable, value):
     with pytest.raises(ConfigurationError) as caught:
@@ -58,3 +64,36 @@ def test_each_bad_variable_is_named_in_the_error(variable, value):
 def test_secrets_never_appear_in_the_settings_repr():
     settings = load_settings({"RUNBOARD_ADMIN_TOKEN": "a" * 32, "RUNBOARD_SECRET_KEY": "b" * 32})
     assert "a" * 32 not in repr(settings) and "b" * 32 not in repr(settings)
+
+
+def test_the_duration_message_names_the_variable_and_shows_the_expected_form():
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({"RUNBOARD_RETENTION": "x"})
+    assert str(caught.value) == "RUNBOARD_RETENTION: malformed duration 'x' (use e.g. 30s, 15m, 7d)"
+
+
+@pytest.mark.parametrize("url", [
+    "mysql://root:hunter2-secret@db/x",
+    "postgresql+psycopg://root:hunter2-secret@db:port/x",
+])
+def test_database_url_errors_never_repeat_the_password(url):
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({"RUNBOARD_DATABASE_URL": url})
+    assert str(caught.value).startswith("RUNBOARD_DATABASE_URL: ")
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url, store", [
+    ("memory://", "memory"), ("sqlite:///runboard.db", "sqlite"), ("sqlite:////tmp/x.db", "sqlite"),
+    ("postgresql+psycopg://u@h/db", "postgresql"), ("postgresql://u@h/db", "postgresql"),
+])
+def test_each_supported_scheme_names_its_store(url, store):
+    assert load_settings({"RUNBOARD_DATABASE_URL": url}).store == store
+
+
+def test_empty_variables_count_as_unset():
+    assert load_settings({"RUNBOARD_RETENTION": "", "RUNBOARD_SCHEDULER": ""}).retention == timedelta(days=7)
+
+
+def test_scheduler_accepts_on_and_off_in_any_case():
+    assert load_settings({"RUNBOARD_SCHEDULER": " OFF "}).scheduler == "off"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -11,15 +12,20 @@ from flask import Flask
 from repositories.sql.engine import engine_options
 
 from .cli import register_cli
+from .dbcommand import register_memory_db_command
 from .errors import register_error_handlers
 from .extensions import db, migrate
 from .jsonio import OrjsonProvider
 from .security import install_security
-from .settings import Settings, load_settings
+from .settings import load_settings
 from .kinds import KINDS_KEY, KindRegistry
-from .store import CREDENTIALS_KEY, EXTENSION_KEY, build_stores
+from .store import CREDENTIALS_KEY, EXTENSION_KEY, build_stores, sqlalchemy_url
 
-MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = str(ROOT / "migrations")
+# Spelled out (it is Flask's own default for a package run from a checkout) so that
+# gunicorn's start-up check in the master resolves relative SQLite paths the same way.
+INSTANCE_PATH = str(ROOT / "instance")
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -31,12 +37,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """
     config = dict(config or {})
     settings = load_settings(os.environ, config)
-    app = Flask(__name__, instance_relative_config=True,
+    app = Flask(__name__, instance_path=INSTANCE_PATH, instance_relative_config=True,
                 template_folder="../templates", static_folder="../static")
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(
         SECRET_KEY=settings.secret_key or _instance_secret(app.instance_path),
-        SQLALCHEMY_DATABASE_URI=_sqlalchemy_url(settings),
+        # memory:// never touches Flask-SQLAlchemy; its URI only has to be valid.
+        SQLALCHEMY_DATABASE_URI="sqlite://" if settings.store == "memory"
+        else sqlalchemy_url(settings, app.instance_path),
         SQLALCHEMY_ENGINE_OPTIONS={} if settings.store == "memory" else engine_options(settings.database_url),
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
@@ -46,6 +54,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings.store != "memory":
         db.init_app(app)
         migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
+    else:
+        register_memory_db_command(app)
     app.extensions[EXTENSION_KEY], app.extensions[CREDENTIALS_KEY] = build_stores(app, settings)
     app.extensions[KINDS_KEY] = KindRegistry()
     register_error_handlers(app)
@@ -59,22 +69,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def _sqlalchemy_url(settings: Settings) -> str | None:
-    url = settings.database_url
-    if settings.store == "memory":
-        return "sqlite://"      # unused; keeps Flask-SQLAlchemy quiet if touched
-    if url.startswith("postgresql://"):
-        return url.replace("postgresql://", "postgresql+psycopg://", 1)
-    return url
-
-
 def _instance_secret(instance_path: str) -> str:
-    """A generated key kept in instance/ so restarts and several workers agree on it."""
+    """A generated key kept in instance/ so restarts and several workers agree on it.
+
+    The key is written to a private temporary file first and then hard-linked into place:
+    the link either appears complete or not at all, so a gunicorn worker racing another
+    can never read a half-written (empty) key.
+    """
     path = Path(instance_path) / "secret_key"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32))
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(dir=instance_path, prefix=".secret_key.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            os.link(temporary, path)
+        except FileExistsError:
+            pass                              # another process won the race; use its key
+        finally:
+            os.unlink(temporary)
     return path.read_text().strip()

@@ -1,9 +1,10 @@
 """The one place where errors become HTTP responses.
 
 Domain exceptions carry a ``code``; ``STATUS_BY_CODE`` maps each code to a status, and
-every error body has SPEC's shape ``{"error": {"code", "message"}}``.  Unexpected
-exceptions are logged with their traceback and answered with a bare 500: no internals
-ever reach a client.
+every error body has SPEC's shape ``{"error": {"code", "message"}}``.  HTTP errors raised
+by werkzeug or the API (401, 403, 405, 413, 415, 429 …) keep their status and headers.
+Unexpected exceptions — an unmapped domain code included — are logged with their
+traceback and answered with a bare 500: no internals ever reach a client.
 """
 from __future__ import annotations
 
@@ -33,7 +34,10 @@ def _http_code(exc: HTTPException) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RunboardError)
     def domain_error(exc: RunboardError):
-        return error_response(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message)
+        status = STATUS_BY_CODE.get(exc.code)
+        if status is None:          # a domain error nobody mapped is our bug, not the client's
+            return unexpected_error(exc)
+        return error_response(status, exc.code, exc.message)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import make_url
 
 from repositories.errors import ConfigurationError
 
@@ -49,10 +50,21 @@ class Settings(BaseModel):
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
+        """Messages quote the scheme at most, never the URL: it may hold a password."""
         if not value.startswith(SCHEMES):
             scheme = value.split(":", 1)[0][:20] if ":" in value else "(none)"
             raise ValueError(f"unsupported scheme {scheme!r}; use memory://, sqlite:///path.db "
                              "or postgresql+psycopg://user@host/db")
+        if value.startswith("memory:"):
+            return value
+        try:
+            url = make_url(value)
+        except ValueError:
+            raise ValueError("malformed URL (check the host, the port and how special characters "
+                             "in the password are %-escaped)") from None
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError("sqlite:/// needs a file path, e.g. sqlite:///runboard.db "
+                             "(memory:// is the in-process store)")
         return value
 
     @field_validator("retention", "heartbeat_timeout", mode="before")

@@ -1,8 +1,11 @@
 """Builds the configured repository and hangs it on the app (never on a module global)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask, current_app
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from repositories import SessionRepository
@@ -19,14 +22,28 @@ EXTENSION_KEY = "runboard"
 CREDENTIALS_KEY = "runboard.credentials"
 
 
+def sqlalchemy_url(settings: Settings, instance_path: str) -> str:
+    """The URL the engine connects to: ``postgresql://`` gets the psycopg 3 driver, and a
+    relative SQLite path lives in the instance folder — resolved here, once, so the app and
+    gunicorn's start-up check (``webapp.preflight``) open the very same file."""
+    url = settings.database_url
+    if url.startswith("postgresql://"):
+        return url.replace("postgresql://", "postgresql+psycopg://", 1)
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        parsed = make_url(url)
+        path = Path(instance_path, parsed.database)
+        return parsed.set(database=str(path)).render_as_string(hide_password=False)
+    return url
+
+
 def build_stores(app: Flask, settings: Settings) -> tuple[SessionRepository, CredentialStore]:
     """The session repository and the credential store for the configured database."""
     if settings.store == "memory":
         return MemorySessionRepository(max_log_entries=settings.max_log_entries), MemoryCredentialStore()
     with app.app_context():
         engine = db.engine
-        repository = SqlSessionRepository(engine, max_log_entries=settings.max_log_entries)
-        check_reachable(engine)
+    check_reachable(engine)
+    repository = SqlSessionRepository(engine, max_log_entries=settings.max_log_entries)
     return repository, SqlCredentialStore(engine)
 
 
