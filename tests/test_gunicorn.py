@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -105,3 +106,44 @@ def test_gunicorn_serves_healthz_with_the_default_worker_count(url_kind, tmp_pat
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue                    # the process ended while we looked
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _wait_for_log(path: Path, text: str, process: subprocess.Popen, deadline: float) -> None:
+    while text not in path.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, path.read_text()
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker pids from /proc")
+def test_a_ttin_signal_does_not_give_the_memory_store_a_second_worker(tmp_path):
+    port, log = _free_port(), tmp_path / "gunicorn.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn_config.py", "wsgi:app"], cwd=ROOT,
+            env={**os.environ, "RUNBOARD_DATABASE_URL": "memory://", "RUNBOARD_SCHEDULER": "off",
+                 "RUNBOARD_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"},
+            stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        _poll_health(port, process, deadline)
+        process.send_signal(signal.SIGTTIN)
+        # The master handles queued signals in order: once WINCH is logged, TTIN is done.
+        process.send_signal(signal.SIGWINCH)
+        _wait_for_log(log, "Handling signal: winch", process, deadline)
+        assert "staying at 1 worker" in log.read_text()
+        assert len(_children(process.pid)) == 1
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
