@@ -5,46 +5,67 @@ time, never by sleeping.
 """
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
 
 from repositories.memory import MemorySessionRepository
-from repositories.sql import SqlSessionRepository
+from repositories.sql import SqlSessionRepository, make_engine
 
 BACKENDS = ["memory", "sqlite", "postgresql"]
 SQL_BACKENDS = ["sqlite", "postgresql"]
 
 
 class FakeClock:
-    """A settable clock; each reading advances one microsecond so writes stay ordered."""
+    """A settable clock.  Each reading advances ``tick`` (one microsecond) so writes stay
+    ordered; ``tick=timedelta(0)`` freezes it for tests of exact boundaries.  Readings are
+    taken under a lock, so threads sharing one clock never see time go backwards."""
 
-    def __init__(self, start=datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)):
+    def __init__(self, start=datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc),
+                 tick=timedelta(microseconds=1)):
         self.now = start
+        self.tick = tick
+        self._lock = threading.Lock()
 
     def __call__(self) -> datetime:
-        self.now += timedelta(microseconds=1)
-        return self.now
+        with self._lock:
+            self.now += self.tick
+            return self.now
 
     def advance(self, **kwargs) -> None:
-        self.now += timedelta(**kwargs)
+        with self._lock:
+            self.now += timedelta(**kwargs)
+
+    def set(self, moment: datetime) -> None:
+        with self._lock:
+            self.now = moment
 
 
 @pytest.fixture(scope="session")
 def postgres_schema_url(postgres_url):
+    """The run's PostgreSQL database with the schema created once."""
     repo = SqlSessionRepository.from_url(postgres_url)
     repo.create_schema()
     repo.close()
     return postgres_url
 
 
-def _empty_postgres(url: str) -> None:
-    repo = SqlSessionRepository.from_url(url)
-    with repo._engine.begin() as connection:
-        connection.execute(text("TRUNCATE log_entries, sessions, usage_rollups, workers RESTART IDENTITY"))
-        connection.execute(text("UPDATE state_counts SET sessions = 0"))
-    repo.close()
+@pytest.fixture(scope="session")
+def empty_postgres(postgres_schema_url):
+    """Return a function that empties the run's database (cheaper than a schema per test);
+    one engine serves every test."""
+    engine = make_engine(postgres_schema_url, pool_size=1, max_overflow=0)
+
+    def empty() -> str:
+        with engine.begin() as connection:
+            connection.execute(text("TRUNCATE log_entries, sessions, usage_rollups, workers RESTART IDENTITY"))
+            connection.execute(text("UPDATE state_counts SET sessions = 0"))
+        return postgres_schema_url
+
+    yield empty
+    engine.dispose()
 
 
 @pytest.fixture
@@ -57,9 +78,7 @@ def sql_url(request, tmp_path):
         repo.create_schema()
         repo.close()
         return url
-    url = request.getfixturevalue("postgres_schema_url")
-    _empty_postgres(url)
-    return url
+    return request.getfixturevalue("empty_postgres")()
 
 
 @pytest.fixture
@@ -74,7 +93,13 @@ def backend(request):
 
 @pytest.fixture
 def make_repo(backend, clock, request, tmp_path):
-    """Build a fresh, empty store of the current backend; closed after the test."""
+    """Build an empty store of the current backend (options such as ``max_log_entries``
+    or ``clock`` pass through); every store made is closed after the test.
+
+    Memory and SQLite give a new, independent store on every call.  PostgreSQL shares the
+    run's database: it is emptied on the first call of a test only, so a second call is a
+    second handle on the same data rather than a silent wipe of the first.
+    """
     made = []
 
     def make(**options):
@@ -85,8 +110,8 @@ def make_repo(backend, clock, request, tmp_path):
             repo = SqlSessionRepository.from_url(f"sqlite:///{tmp_path / f'store{len(made)}.db'}", **options)
             repo.create_schema()
         else:
-            url = request.getfixturevalue("postgres_schema_url")
-            _empty_postgres(url)
+            empty = request.getfixturevalue("empty_postgres")
+            url = empty() if not made else request.getfixturevalue("postgres_schema_url")
             repo = SqlSessionRepository.from_url(url, **options)
         made.append(repo)
         return repo

@@ -62,3 +62,15 @@ def clean_up(url, older_than_days, barrier, results):
         results.put((removed.sessions, removed.log_entries))
     finally:
         repo.close()
+
+
+def report_keys(url, session_id, barrier, index, reports):
+    """Each process merges its own progress and meta key and one token per report."""
+    repo = SqlSessionRepository.from_url(url)
+    try:
+        barrier.wait(timeout=60)
+        for n in range(reports):
+            repo.report_progress(session_id, progress={f"p{index}": n}, meta={f"m{index}": n},
+                                 usage={"tokens": 1})
+    finally:
+        repo.close()

@@ -42,13 +42,16 @@ def assert_snapshot_shows_each_session_once(snapshot, must_contain):
 
 def test_snapshots_show_every_session_exactly_once_while_writers_move_them(make_repo):
     repo = make_repo(clock=utcnow)
-    existing = set()
+    existing = set()            # sessions whose create has returned
+    attempted = [0]             # creates begun; a snapshot can never show more
     lock = threading.Lock()
     stop = threading.Event()
 
     def writer(seed):
         rng = random.Random(seed)
         for _ in range(12):
+            with lock:
+                attempted[0] += 1
             session = repo.create(kind="batch", owner=f"w{seed}")
             with lock:
                 existing.add(session.id)
@@ -63,7 +66,11 @@ def test_snapshots_show_every_session_exactly_once_while_writers_move_them(make_
         while not stop.is_set() or snapshots < 3:
             with lock:
                 known = set(existing)
-            assert_snapshot_shows_each_session_once(repo.snapshot(limit_per_state=1000), known)
+            snapshot = repo.snapshot(limit_per_state=1000)
+            with lock:
+                most = attempted[0]
+            assert_snapshot_shows_each_session_once(snapshot, known)
+            assert len(known) <= sum(snapshot.counts.values()) <= most
             snapshots += 1
         return snapshots
 
@@ -78,6 +85,7 @@ def test_snapshots_show_every_session_exactly_once_while_writers_move_them(make_
     final = repo.snapshot(limit_per_state=1000)
     assert_snapshot_shows_each_session_once(final, existing)
     assert sum(final.counts.values()) == len(existing) == (THREADS - 2) * 12
+    assert final.counts["pending"] == final.counts["running"] == 0
 
 
 def test_concurrent_appends_number_entries_1_to_n_without_gaps(repo):
@@ -122,7 +130,8 @@ def test_readers_see_a_whole_session_or_none_while_cleanup_runs(make_repo, clock
             except SessionNotFound:
                 outcomes["gone"] += 1
                 continue
-            assert len(entries) == session.log_count, "a half-removed session was visible"
+            assert [e.seq for e in entries] == list(range(1, session.log_count + 1)), \
+                "a half-removed session was visible"
             outcomes["whole"] += 1
         return outcomes
 
@@ -152,6 +161,66 @@ def test_concurrent_finishes_with_different_states_have_exactly_one_winner(repo)
         assert all(state is None for target, state in results if target is not final)
     counts = repo.snapshot().counts
     assert counts["running"] == 0 and sum(counts.values()) == 8
+
+
+def test_concurrent_reports_lose_no_key_and_no_usage(repo):
+    session = repo.start(repo.create(kind="batch", owner="ana", meta={"engine": "numpy"}).id)
+    reports = 20
+
+    def reporter(index):
+        for n in range(reports):
+            if n % 2:      # progress only, and progress + meta + usage: both write paths race
+                repo.report_progress(session.id, progress={f"t{index}": {"n": n}})
+            else:
+                repo.report_progress(session.id, progress={f"t{index}": {"n": n}},
+                                     meta={f"m{index}": n}, usage={"tokens": 1, "cost": 0.5})
+
+    run_together(*[lambda i=i: reporter(i) for i in range(THREADS)])
+    stored = repo.get(session.id)
+    assert stored.progress == {f"t{i}": {"n": reports - 1} for i in range(THREADS)}
+    assert stored.meta == {"engine": "numpy", **{f"m{i}": reports - 2 for i in range(THREADS)}}
+    assert stored.usage == {"tokens": THREADS * reports // 2, "cost": 0.5 * (THREADS * reports // 2)}
+    [row] = repo.usage(by="engine")
+    assert (row.key, row.sessions, row.tokens, row.cost) == ("numpy", 1, stored.usage["tokens"], stored.usage["cost"])
+
+
+def test_of_several_concurrent_starts_exactly_one_wins(repo):
+    for _ in range(5):
+        session = repo.create(kind="batch", owner="ana")
+
+        def starter():
+            try:
+                return repo.start(session.id).state
+            except InvalidTransition:
+                return None
+
+        results = run_together(*[starter] * THREADS)
+        assert results.count(State.RUNNING) == 1 and results.count(None) == THREADS - 1
+    assert repo.snapshot().counts["running"] == 5 and repo.snapshot().counts["pending"] == 0
+
+
+def test_concurrent_sweeps_fail_each_stale_session_exactly_once(repo, clock):
+    stale = {repo.start(repo.create(kind="batch", owner="ana").id).id for _ in range(30)}
+    clock.advance(minutes=5)
+    fresh = repo.start(repo.create(kind="batch", owner="ana").id).id
+    results = run_together(*[lambda: repo.sweep_heartbeats(timedelta(seconds=60))] * 4)
+    swept = [session_id for result in results for session_id in result]
+    assert sorted(swept) == sorted(stale), "a session was swept twice or not at all"
+    assert repo.get(fresh).state is State.RUNNING
+    assert repo.snapshot().counts == {"pending": 0, "running": 1, "completed": 0, "failed": 30, "stopped": 0}
+
+
+def test_concurrent_cleanups_remove_each_session_exactly_once(repo, clock):
+    logs = 0
+    for i in range(30):
+        session = repo.start(repo.create(kind="batch", owner="ana").id)
+        repo.append_logs(session.id, [{"level": "info", "message": "m"}] * (i % 4 + 1))
+        logs += i % 4 + 1
+        repo.finish(session.id, State.COMPLETED)
+    clock.advance(days=8)
+    results = run_together(*[lambda: repo.cleanup(timedelta(days=7))] * 4)
+    assert sum(r.sessions for r in results) == 30 and sum(r.log_entries for r in results) == logs
+    assert sum(repo.snapshot().counts.values()) == 0
 
 
 # -- several processes at once (SQL stores only) -------------------------------------------
@@ -269,4 +338,21 @@ def test_a_reader_sees_whole_sessions_while_another_process_cleans_up(sql_url, s
     assert cleaner.exitcode == 0
     assert results.get(timeout=30) == (80, sum(1 + i % 4 for i in range(80)))
     assert sum(repo.snapshot().counts.values()) == 0
+    repo.close()
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite", "postgresql"], indirect=True)
+def test_reports_from_several_processes_lose_no_key_and_no_usage(sql_url, spawn):
+    from repositories.sql import SqlSessionRepository
+
+    repo = SqlSessionRepository.from_url(sql_url)
+    session = repo.start(repo.create(kind="batch", owner="ana", meta={"engine": "numpy"}).id)
+    barrier, reports = spawn.Barrier(PROCESSES), 20
+    _run_processes(spawn, process_workers.report_keys,
+                   [(sql_url, session.id, barrier, index, reports) for index in range(PROCESSES)])
+    stored = repo.get(session.id)
+    assert stored.progress == {f"p{i}": reports - 1 for i in range(PROCESSES)}
+    assert stored.meta == {"engine": "numpy", **{f"m{i}": reports - 1 for i in range(PROCESSES)}}
+    assert stored.usage["tokens"] == PROCESSES * reports
+    assert [(r.key, r.tokens) for r in repo.usage(by="owner")] == [("ana", PROCESSES * reports)]
     repo.close()

@@ -1,6 +1,8 @@
 """Contract: logs get gapless seq, server timestamps that never change, and hard caps."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from repositories.errors import InvalidTransition, LogLimitExceeded, SessionNotFound, ValidationError
@@ -146,3 +148,92 @@ def test_messages_no_database_can_store_are_refused(repo, message):
     with pytest.raises(ValidationError) as caught:
         repo.append_logs(session.id, [{"level": "info", "message": message}])
     assert caught.value.field == "entries[0].message"
+
+
+def test_each_entry_is_stamped_when_stored_in_utc(repo, clock):
+    session = running(repo)
+    repo.append_logs(session.id, entries(2))
+    middle = clock.now
+    clock.advance(minutes=1)
+    repo.append_logs(session.id, entries(2))
+    stamps = [e.ts for e in repo.read_logs(session.id).entries]
+    assert all(ts.utcoffset() == timedelta(0) for ts in stamps)
+    assert stamps[0] == stamps[1] <= middle < stamps[2] == stamps[3] <= clock.now
+
+
+def test_a_four_byte_character_message_at_exactly_8_kib_is_kept_whole(repo):
+    session = running(repo)
+    repo.append_logs(session.id, [{"level": "debug", "message": "😀" * 2048}])    # 8192 bytes
+    assert repo.read_logs(session.id).entries[0].message == "😀" * 2048
+    with pytest.raises(ValidationError):
+        repo.append_logs(session.id, [{"level": "debug", "message": "😀" * 2048 + "x"}])
+
+
+def test_fields_and_messages_round_trip_exactly(repo):
+    session = running(repo)
+    fields = {"rows": 10, "ratio": 0.1, "tags": ["a", None, True], "nested": {"ü": "ß"}}
+    repo.append_logs(session.id, [{"level": "warning", "message": "  spaced\tand\nnew line ", "fields": fields}])
+    entry = repo.read_logs(session.id).entries[0]
+    assert (entry.level, entry.message, entry.fields) == ("warning", "  spaced\tand\nnew line ", fields)
+
+
+def test_a_refused_batch_leaves_the_session_untouched(make_repo, clock):
+    repo = make_repo(max_log_entries=5)
+    session = running(repo)
+    repo.append_logs(session.id, entries(2))
+    before = repo.get(session.id)
+    clock.advance(seconds=30)
+    with pytest.raises(LogLimitExceeded):
+        repo.append_logs(session.id, entries(4))
+    with pytest.raises(ValidationError):
+        repo.append_logs(session.id, entries(1) + [{"level": "loud", "message": "m"}])
+    assert repo.get(session.id) == before
+    assert [e.seq for e in repo.read_logs(session.id).entries] == [1, 2]
+
+
+def test_a_batch_bigger_than_the_whole_cap_is_refused_on_an_empty_session(make_repo):
+    repo = make_repo(max_log_entries=3)
+    session = running(repo)
+    with pytest.raises(LogLimitExceeded):
+        repo.append_logs(session.id, entries(4))
+    assert repo.get(session.id).log_count == 0 and repo.read_logs(session.id).entries == []
+
+
+@pytest.mark.parametrize("limit", [1, 5000])
+def test_read_logs_limits_at_the_edge_are_accepted(repo, limit):
+    session = running(repo)
+    repo.append_logs(session.id, entries(3))
+    assert len(repo.read_logs(session.id, limit=limit).entries) == min(limit, 3)
+
+
+def test_reading_past_the_end_or_an_empty_log_returns_nothing(repo):
+    session = running(repo)
+    assert repo.read_logs(session.id).entries == [] and repo.read_logs(session.id).next_after == 0
+    assert repo.read_logs(session.id, after=99).next_after == 99
+    assert list(repo.iter_logs(session.id)) == []
+
+
+def test_iter_logs_of_an_unknown_session_raises_before_the_first_entry(repo):
+    stream = repo.iter_logs("6f1c2f9e-8a55-4c39-9a1e-2b7d0f9c1a11")
+    with pytest.raises(SessionNotFound):
+        next(stream)
+
+
+def test_iter_logs_ends_cleanly_when_cleanup_removes_the_session_mid_stream(repo, clock):
+    session = running(repo)
+    repo.append_logs(session.id, entries(10))
+    repo.finish(session.id, State.COMPLETED)
+    clock.advance(days=30)
+    stream = repo.iter_logs(session.id, batch_size=4)
+    head = [next(stream) for _ in range(4)]
+    assert repo.cleanup(timedelta(days=7)).sessions == 1
+    assert [e.seq for e in head + list(stream)] == [1, 2, 3, 4]
+
+
+def test_one_large_batch_keeps_its_order_and_numbers(repo):
+    session = running(repo)
+    repo.append_logs(session.id, entries(3))
+    assert repo.append_logs(session.id, entries(1201, prefix="big")).last_seq == 1204
+    stored = list(repo.iter_logs(session.id, batch_size=500))
+    assert [e.seq for e in stored] == list(range(1, 1205))
+    assert [e.message for e in stored[3:]] == [f"big {i}" for i in range(1201)]

@@ -46,6 +46,17 @@ def test_a_swept_session_stays_failed_when_its_worker_comes_back(repo, clock):
     assert repo.get(session.id).state is State.FAILED
 
 
+def test_a_worker_that_comes_back_after_a_sweep_cannot_overwrite_the_failure(repo, clock):
+    session = running(repo)
+    clock.advance(minutes=5)
+    repo.sweep_heartbeats(timedelta(seconds=60))
+    swept = repo.get(session.id)
+    with pytest.raises(InvalidTransition):
+        repo.finish(session.id, State.COMPLETED, result={"late": True})
+    assert repo.finish(session.id, State.FAILED, error="worker crashed") == swept   # a retry: no-op
+    assert repo.get(session.id).error == "heartbeat lost"
+
+
 def finished_with_logs(repo, state, n_logs):
     session = running(repo)
     if n_logs:
@@ -140,3 +151,110 @@ def test_bad_worker_heartbeats_are_refused(repo, arguments, field):
         repo.heartbeat_worker(**{"worker_id": "w1", "host": "alpha", "pid": 1, **arguments})
     assert caught.value.field == field
     assert repo.list_workers() == []
+
+
+def test_a_heartbeat_exactly_timeout_old_is_kept_and_one_microsecond_older_is_lost(repo, clock):
+    clock.tick = timedelta(0)
+    session = running(repo)
+    clock.set(session.heartbeat_at + timedelta(seconds=60))
+    assert repo.sweep_heartbeats(timedelta(seconds=60)) == []
+    clock.advance(microseconds=1)
+    assert repo.sweep_heartbeats(timedelta(seconds=60)) == [session.id]
+
+
+def test_the_sweep_returns_every_stale_session_and_keeps_what_they_reported(repo, clock):
+    stale = [running(repo) for _ in range(4)]
+    for session in stale:
+        repo.report_progress(session.id, progress={"current": 2, "total": 4})
+        repo.append_logs(session.id, [{"level": "info", "message": "last words"}])
+    repo.request_stop(stale[0].id)
+    clock.advance(minutes=2)
+    assert sorted(repo.sweep_heartbeats(timedelta(seconds=60))) == sorted(s.id for s in stale)
+    for session in stale:
+        failed = repo.get(session.id)
+        assert failed.progress == {"current": 2, "total": 4, "percent": 50.0}
+        assert [e.message for e in repo.read_logs(session.id).entries] == ["last words"]
+    assert repo.snapshot().counts["failed"] == 4
+
+
+def test_a_session_finished_exactly_at_the_cutoff_is_kept_until_it_is_older(repo, clock):
+    clock.tick = timedelta(0)
+    done = finished_with_logs(repo, State.COMPLETED, 1)
+    clock.set(done.finished_at + timedelta(days=7))
+    assert repo.cleanup(timedelta(days=7)) == CleanupCounts(0, 0)
+    clock.advance(microseconds=1)
+    assert repo.cleanup(timedelta(days=7), dry_run=True) == CleanupCounts(1, 1)
+    assert repo.cleanup(timedelta(days=7)) == CleanupCounts(1, 1)
+
+
+def test_swept_sessions_age_out_like_any_other_finished_session(repo, clock):
+    session = running(repo)
+    clock.advance(minutes=5)
+    repo.sweep_heartbeats(timedelta(seconds=60))
+    clock.advance(days=8)
+    assert repo.cleanup(timedelta(days=7)) == CleanupCounts(1, 0)
+    with pytest.raises(SessionNotFound):
+        repo.get(session.id)
+
+
+def test_cleanup_of_many_sessions_counts_each_exactly_once(repo, clock, monkeypatch):
+    import repositories.sql.maintenance as sql_maintenance
+
+    monkeypatch.setattr(sql_maintenance, "CLEANUP_BATCH", 4)      # several batches on SQL
+    for i in range(11):
+        finished_with_logs(repo, State.COMPLETED if i % 2 else State.FAILED, i % 3)
+    clock.advance(days=8)
+    expected = CleanupCounts(11, sum(i % 3 for i in range(11)))
+    assert repo.cleanup(timedelta(days=7), dry_run=True) == expected
+    assert repo.cleanup(timedelta(days=7)) == expected
+    assert repo.snapshot().counts == {s.value: 0 for s in State}
+
+
+def test_removed_sessions_leave_lists_and_a_cursor_pointing_at_them_still_pages(repo, clock):
+    old = [finished_with_logs(repo, State.COMPLETED, 0).id for _ in range(3)]
+    clock.advance(days=8)
+    newer = [repo.create(kind="batch", owner="ana").id for _ in range(3)]
+    keep_old = repo.create(kind="batch", owner="ana").id
+    newest = [repo.create(kind="batch", owner="ana").id for _ in range(2)]
+    # Newest first: newest[1], newest[0], keep_old, newer[2], newer[1], newer[0], old[2], old[1], old[0].
+    ids = [s.id for s in repo.list_sessions(limit=200).items]
+    assert ids == list(reversed(old + newer + [keep_old] + newest))
+    first = repo.list_sessions(limit=7)                       # ends on old[2]
+    assert [s.id for s in first.items][-1] == old[2]
+    repo.cleanup(timedelta(days=7))
+    assert {s.id for s in repo.list_sessions(limit=200).items}.isdisjoint(old)
+    assert repo.list_sessions(cursor=first.next_cursor).items == []
+    second = repo.list_sessions(limit=2)
+    assert [s.id for s in repo.list_sessions(cursor=second.next_cursor).items] == [keep_old] + list(reversed(newer))
+    assert not ({s.id for b in repo.snapshot().sessions.values() for s in b} & set(old))
+
+
+def test_usage_counts_each_session_in_the_hour_it_was_created(repo, clock):
+    for owner in ("ana", "ana", "bob"):
+        repo.create(kind="batch", owner=owner)
+    repo.request_stop(repo.create(kind="batch", owner="bob").id)
+    assert [(r.key, r.sessions, r.tokens, r.cost) for r in repo.usage(by="owner")] == [
+        ("ana", 2, 0, 0.0), ("bob", 2, 0, 0.0)]
+
+
+def test_usage_since_a_later_hour_keeps_later_tokens_but_not_earlier_creations(repo, clock):
+    session = running(repo)
+    repo.report_progress(session.id, usage={"tokens": 1, "cost": 0.5})
+    clock.advance(hours=2)
+    since = clock.now
+    repo.report_progress(session.id, usage={"tokens": 10, "cost": 1.25})
+    assert [(r.key, r.sessions, r.tokens, r.cost) for r in repo.usage(by="kind", since=since)] == [
+        ("batch", 0, 10, 1.25)]
+    assert [(r.key, r.sessions, r.tokens, r.cost) for r in repo.usage(by="kind")] == [("batch", 1, 11, 1.75)]
+
+
+def test_usage_for_an_owner_with_nothing_is_empty(repo):
+    running(repo)
+    assert repo.usage(by="owner", owner="nobody") == []
+
+
+def test_a_worker_heartbeat_returns_what_list_workers_shows(repo, clock):
+    returned = repo.heartbeat_worker(worker_id="w1", host="alpha", pid=10, active=3, rss_bytes=2**40,
+                                     version="2.1")
+    assert repo.list_workers() == [returned]
+    assert returned.last_seen.utcoffset() == timedelta(0) and returned.last_seen <= clock.now

@@ -239,3 +239,119 @@ def test_text_no_database_can_store_is_refused_at_create(repo, arguments, field)
     with pytest.raises(ValidationError) as caught:
         repo.create(kind="batch", **{"owner": "ana", **arguments})
     assert caught.value.field == field
+
+
+UNKNOWN_IDS = ["6f1c2f9e-8a55-4c39-9a1e-2b7d0f9c1a11", "not-a-uuid", ""]
+
+
+@pytest.mark.parametrize("session_id", UNKNOWN_IDS)
+@pytest.mark.parametrize("call", [
+    lambda repo, i: repo.start(i),
+    lambda repo, i: repo.request_stop(i),
+    lambda repo, i: repo.report_progress(i, progress={"current": 1}),
+    lambda repo, i: repo.finish(i, State.FAILED, error="x"),
+], ids=["start", "stop", "progress", "finish"])
+def test_every_transition_on_an_unknown_or_malformed_id_is_not_found(repo, call, session_id):
+    with pytest.raises(SessionNotFound):
+        call(repo, session_id)
+
+
+def test_every_write_moves_updated_at_forward(repo, clock):
+    session = repo.create(kind="batch", owner="ana")
+    stamps = [session.updated_at]
+    writes = [
+        lambda: repo.append_logs(session.id, [{"level": "info", "message": "queued"}]),
+        lambda: repo.start(session.id),
+        lambda: repo.report_progress(session.id, progress={"current": 1}),
+        lambda: repo.append_logs(session.id, [{"level": "info", "message": "working"}]),
+        lambda: repo.request_stop(session.id),
+        lambda: repo.finish(session.id, State.STOPPED, result={"partial": 1}),
+    ]
+    for write in writes:
+        clock.advance(seconds=1)
+        write()
+        stamps.append(repo.get(session.id).updated_at)
+    assert stamps == sorted(set(stamps)), "some write left updated_at where it was"
+
+
+def test_a_report_never_touches_identity_params_or_lifecycle_timestamps(repo, clock):
+    session = in_state(repo, State.RUNNING, params={"n": 1}, meta={"engine": "numpy"})
+    clock.advance(seconds=1)
+    repo.report_progress(session.id, progress={"current": 1}, meta={"x": 1}, usage={"tokens": 1})
+    after = repo.get(session.id)
+    for field in ("id", "kind", "label", "owner", "params", "created_at", "started_at",
+                  "finished_at", "result", "error", "stop_requested", "log_count"):
+        assert getattr(after, field) == getattr(session, field), field
+
+
+def test_percent_is_derived_from_the_merged_progress_not_just_the_report(repo):
+    session = in_state(repo, State.RUNNING)
+    repo.report_progress(session.id, progress={"current": 5})
+    assert "percent" not in repo.get(session.id).progress
+    repo.report_progress(session.id, progress={"total": 8})
+    assert repo.get(session.id).progress == {"current": 5, "total": 8, "percent": 62.5}
+
+
+def test_a_later_report_without_percent_derives_it_again(repo):
+    session = in_state(repo, State.RUNNING)
+    repo.report_progress(session.id, progress={"current": 1, "total": 4, "percent": 90})
+    repo.report_progress(session.id, progress={"current": 3})
+    assert repo.get(session.id).progress["percent"] == 75.0
+
+
+def test_an_empty_report_is_a_heartbeat_that_changes_no_data(repo, clock):
+    session = in_state(repo, State.RUNNING, meta={"engine": "numpy"})
+    repo.report_progress(session.id, progress={"current": 1, "total": 2})
+    before = repo.get(session.id)
+    clock.advance(seconds=10)
+    repo.report_progress(session.id)
+    after = repo.get(session.id)
+    assert (after.progress, after.meta, after.usage) == (before.progress, before.meta, before.usage)
+    assert after.heartbeat_at > before.heartbeat_at
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "store bug: validation.check_usage puts no upper bound on usage.tokens; memory accepts 2**63 "
+    "(and any bigger int), SQLite raises a raw OverflowError and PostgreSQL psycopg's "
+    "NumericValueOutOfRange (bigint out of range) instead of ValidationError('usage.tokens')"))
+def test_a_token_delta_no_store_can_hold_is_refused(repo):
+    session = in_state(repo, State.RUNNING)
+    repo.report_progress(session.id, usage={"tokens": 2**53})
+    with pytest.raises(ValidationError) as caught:
+        repo.report_progress(session.id, usage={"tokens": 2**63})
+    assert caught.value.field == "usage.tokens"
+    assert repo.get(session.id).usage["tokens"] == 2**53
+
+
+def test_finish_from_pending_records_that_nothing_ran(repo):
+    failed = repo.finish(in_state(repo, State.PENDING).id, State.FAILED, error="no worker")
+    assert failed.state is State.FAILED and failed.error == "no worker"
+    assert failed.started_at is None and failed.finished_at is not None
+
+
+def test_finish_keeps_a_nested_result_exactly(repo):
+    result = {"mean": 0.1, "percentiles": {"p50": 1, "p99": [2.5, None]}, "ok": True, "note": "é"}
+    session = in_state(repo, State.RUNNING)
+    repo.finish(session.id, State.COMPLETED, result=result)
+    assert repo.get(session.id).result == result
+
+
+@pytest.mark.parametrize("arguments, field", [
+    ({"result": [1, 2]}, "result"), ({"result": "done"}, "result"),
+    ({"result": {"x": float("nan")}}, "result"), ({"error": 42}, "error"), ({"error": "a\x00b"}, "error"),
+])
+def test_finish_refuses_a_bad_result_or_error_and_changes_nothing(repo, arguments, field):
+    session = in_state(repo, State.RUNNING)
+    before = repo.get(session.id)
+    with pytest.raises(ValidationError) as caught:
+        repo.finish(session.id, State.FAILED, **arguments)
+    assert caught.value.field == field
+    assert repo.get(session.id) == before
+
+
+def test_asking_a_running_session_to_stop_twice_keeps_it_running(repo):
+    session = in_state(repo, State.RUNNING)
+    repo.request_stop(session.id)
+    again = repo.request_stop(session.id)
+    assert again.state is State.RUNNING and again.stop_requested
+    assert repo.snapshot().counts["running"] == 1

@@ -48,7 +48,7 @@ def test_a_progress_report_keeps_owner_label_params_and_meta_it_did_not_name(rep
     assert stored.meta == {"user": "ana", "original_filename": "survey.xlsx", "rows": 10}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(patches=st.lists(st.tuples(PATCHES, PATCHES), min_size=1, max_size=4))
 def test_every_report_equals_rfc_7396_applied_to_what_was_stored(repo, patches):
     session = repo.create(kind="analysis", owner="ana@example.com", label="in.csv",
@@ -65,8 +65,33 @@ def test_every_report_equals_rfc_7396_applied_to_what_was_stored(repo, patches):
                 progress["percent"] = round(min(max(current / total * 100, 0), 100), 1)
         if meta_patch:
             meta = reference_merge(meta, meta_patch)
+        stored = repo.get(session.id)             # after every report, not only the last
+        assert stored.progress == progress
+        assert stored.meta == meta
+        assert (stored.owner, stored.label, stored.kind, stored.params) == (
+            "ana@example.com", "in.csv", "analysis", {"p": 1})
+        assert stored.state is State.RUNNING
+
+
+def test_reports_that_name_only_meta_or_only_usage_keep_everything_else(repo):
+    session = repo.create(kind="analysis", owner="ana", label="a.csv", meta={"engine": "numpy"})
+    repo.start(session.id)
+    repo.report_progress(session.id, progress={"current": 1, "total": 2, "step": "load"})
+    repo.report_progress(session.id, meta={"gpu": "a100"})
+    repo.report_progress(session.id, usage={"tokens": 3, "cost": 0.5})
     stored = repo.get(session.id)
-    assert stored.progress == progress
-    assert stored.meta == meta
-    assert (stored.owner, stored.label, stored.kind, stored.params) == ("ana@example.com", "in.csv", "analysis", {"p": 1})
-    assert stored.state is State.RUNNING
+    assert stored.progress == {"current": 1, "total": 2, "step": "load", "percent": 50.0}
+    assert stored.meta == {"engine": "numpy", "gpu": "a100"}
+    assert stored.usage == {"tokens": 3, "cost": 0.5}
+
+
+def test_a_report_sending_owner_or_label_keys_only_touches_progress_and_meta(repo):
+    session = repo.create(kind="analysis", owner="ana", label="a.csv", params={"p": 1},
+                          meta={"owner": "ana", "original_filename": "a.csv"})
+    repo.start(session.id)
+    repo.report_progress(session.id, progress={"owner": "mallory", "label": None, "params": {}},
+                         meta={"owner": "mallory", "original_filename": None})
+    stored = repo.get(session.id)
+    assert (stored.owner, stored.label, stored.params) == ("ana", "a.csv", {"p": 1})
+    assert stored.progress == {"owner": "mallory", "params": {}}
+    assert stored.meta == {"owner": "mallory"}
