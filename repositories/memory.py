@@ -133,6 +133,7 @@ class MemorySessionRepository(SessionRepository):
         with self._lock:
             session = self._load(session_id)
             check_reportable(session.id, session.state, "progress")
+            check.check_usage_totals(session.usage["tokens"] + tokens, session.usage["cost"] + cost)
             now = self._clock()
             if progress:
                 session.progress = merge_progress(session.progress, progress)

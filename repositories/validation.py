@@ -16,6 +16,10 @@ KIND_PATTERN = re.compile(r"[a-z0-9_.-]{1,64}")
 MAX_LABEL = 256
 MAX_OWNER = 256
 MAX_MESSAGE_BYTES = 8 * 1024
+MAX_TOKENS_DELTA = 2**53          # exact in JSON numbers everywhere
+MAX_TOKENS_TOTAL = 2**62          # far inside a signed 64-bit column, rollups included
+MAX_COST_DELTA = 1e12
+MAX_COST_TOTAL = 1e15
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -100,11 +104,19 @@ def check_usage(usage: dict[str, Any] | None) -> tuple[int, float]:
     if unknown:
         raise ValidationError(f"usage.{sorted(unknown)[0]}", "unknown field")
     tokens, cost = usage.get("tokens", 0), usage.get("cost", 0)
-    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
-        raise ValidationError("usage.tokens", "must be a non-negative integer")
-    if not isinstance(cost, (int, float)) or isinstance(cost, bool) or not 0 <= cost < float("inf"):
-        raise ValidationError("usage.cost", "must be a non-negative number")
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or not 0 <= tokens <= MAX_TOKENS_DELTA:
+        raise ValidationError("usage.tokens", f"must be an integer from 0 to {MAX_TOKENS_DELTA}")
+    if not isinstance(cost, (int, float)) or isinstance(cost, bool) or not 0 <= cost <= MAX_COST_DELTA:
+        raise ValidationError("usage.cost", f"must be a number from 0 to {MAX_COST_DELTA:g}")
     return tokens, float(cost)
+
+
+def check_usage_totals(tokens: int, cost: float) -> None:
+    """Accumulated usage must stay within what every store's columns hold (64-bit integers)."""
+    if tokens > MAX_TOKENS_TOTAL:
+        raise ValidationError("usage.tokens", f"would take the session's total past {MAX_TOKENS_TOTAL}")
+    if cost > MAX_COST_TOTAL:
+        raise ValidationError("usage.cost", f"would take the session's total past {MAX_COST_TOTAL:g}")
 
 
 def check_log_batch(entries: Iterable[LogInput | dict[str, Any]]) -> list[LogInput]:

@@ -23,8 +23,14 @@ BUSY_TIMEOUT_MS = 30_000
 _BEGIN_OPTION = "runboard_begin"
 
 
+def _casefold(text):
+    return None if text is None else text.casefold()
+
+
 def _sqlite_on_connect(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, see _sqlite_on_begin
+    # SQLite's lower() folds ASCII only; label search needs "RÉSUMÉ" to match "résumé".
+    dbapi_connection.create_function("runboard_casefold", 1, _casefold, deterministic=True)
     cursor = dbapi_connection.cursor()
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={BUSY_TIMEOUT_MS}",
                    "foreign_keys=ON"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from .rows import SESSION_COLUMNS, sessions, state_counts
 
@@ -38,8 +38,8 @@ CANCEL = _update(stop_requested=1, state=1, finished_at=1, updated_at=1)
 FINISH = _update(state=1, result=1, error=1, finished_at=1, updated_at=1)
 
 
-@functools.lru_cache(maxsize=64)
-def list_query(state: bool, owner: bool, kind: bool, text: bool, before: bool):
+@functools.lru_cache(maxsize=128)
+def list_query(dialect: str, state: bool, owner: bool, kind: bool, text: bool, before: bool):
     """The newest-first page query for one combination of filters."""
     query = select(c.pk, *SESSION_COLUMNS).order_by(c.pk.desc()).limit(bindparam("p_limit"))
     if state:
@@ -48,7 +48,10 @@ def list_query(state: bool, owner: bool, kind: bool, text: bool, before: bool):
         query = query.where(c.owner == bindparam("p_owner"))
     if kind:
         query = query.where(c.kind == bindparam("p_kind"))
-    if text:
+    if text and dialect == "sqlite":
+        # the pattern arrives casefolded (see contains_pattern); SQLite's lower() is ASCII-only
+        query = query.where(func.runboard_casefold(c.label).like(bindparam("p_q"), escape="\\"))
+    elif text:
         query = query.where(c.label.ilike(bindparam("p_q"), escape="\\"))
     if before:
         query = query.where(c.pk < bindparam("p_before"))
@@ -65,5 +68,5 @@ def move_counts(connection, deltas) -> None:
 
 def contains_pattern(text: str) -> str:
     """A LIKE pattern matching ``text`` literally anywhere (wildcards escaped)."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"

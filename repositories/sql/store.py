@@ -101,7 +101,7 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
         before = decode_cursor(cursor)
         params = {"p_limit": limit + 1, "p_state": parse_state(state).value if state is not None else None,
                   "p_owner": owner, "p_kind": kind, "p_q": statements.contains_pattern(q) if q else None, "p_before": before}
-        query = statements.list_query(state is not None, owner is not None, kind is not None,
+        query = statements.list_query(self.name, state is not None, owner is not None, kind is not None,
                                       bool(q), before is not None)
         with self._tx(write=False) as connection:
             rows = connection.execute(query, {k: v for k, v in params.items() if v is not None}).all()
@@ -153,6 +153,7 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
                 stored_meta = merge_patch(stored_meta, meta)
             stamp = d.dump_ts(now)
             if tokens or cost:
+                check.check_usage_totals(total_tokens + tokens, total_cost + cost)
                 cursor.execute(d.usage_add, (owner, kind, engine_of(stored_meta),
                                              d.dump_ts(hour_of(now)), tokens, cost))
             cursor.execute(d.progress_update, (

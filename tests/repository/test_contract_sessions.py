@@ -235,12 +235,7 @@ def test_a_snapshot_shows_every_session_once_in_its_stored_state(repo):
     assert snapshot.counts == {state: 5 for state in snapshot.counts}
 
 
-def test_label_search_is_case_insensitive_beyond_ascii(repo, backend, request):
-    if backend == "sqlite":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "store bug: SqlSessionRepository.list_sessions uses label ILIKE, which SQLite runs as "
-            "lower(label) LIKE lower(q); SQLite's lower() folds ASCII only, so q='résumé' misses "
-            "'RÉSUMÉ…' (memory casefolds, PostgreSQL ILIKE folds Unicode)")))
+def test_label_search_is_case_insensitive_beyond_ascii(repo):
     match = repo.create(kind="batch", owner="ana", label="RÉSUMÉ Über Жук.pdf")
     repo.create(kind="batch", owner="ana", label="resume uber zhuk.pdf")
     for q in ("résumé", "über", "жук", "RÉSUMÉ", "ÜBER"):

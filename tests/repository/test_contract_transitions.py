@@ -310,10 +310,6 @@ def test_an_empty_report_is_a_heartbeat_that_changes_no_data(repo, clock):
     assert after.heartbeat_at > before.heartbeat_at
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "store bug: validation.check_usage puts no upper bound on usage.tokens; memory accepts 2**63 "
-    "(and any bigger int), SQLite raises a raw OverflowError and PostgreSQL psycopg's "
-    "NumericValueOutOfRange (bigint out of range) instead of ValidationError('usage.tokens')"))
 def test_a_token_delta_no_store_can_hold_is_refused(repo):
     session = in_state(repo, State.RUNNING)
     repo.report_progress(session.id, usage={"tokens": 2**53})
