@@ -41,7 +41,7 @@ def api_schema(fuzzed_app):
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "25")), deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def call_as(case, app, role):

@@ -265,3 +265,11 @@ def test_integers_beyond_64_bits_round_trip_through_the_api(admin):
     admin.post(f"/sessions/{session['id']}/progress", {"progress": {"current": 2**70, "total": 2**71}})
     stored = admin.get(f"/sessions/{session['id']}").json
     assert stored["progress"]["current"] == 2**70 and stored["progress"]["percent"] == 50.0
+
+
+@pytest.mark.parametrize("query, field", [
+    ("limit=5.0", "limit"), ("limit=%205", "limit"), ("limit=1e1", "limit"), ("state=running&state=failed", "state"),
+])
+def test_query_values_must_be_written_exactly_once_and_exactly(admin, query, field):
+    response = admin.get(f"/sessions?{query}")
+    assert response.status_code == 400 and response.json["error"]["message"].startswith(field)

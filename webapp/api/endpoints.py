@@ -77,6 +77,9 @@ def parse_body(model, max_body: int):
 
 
 def parse_query(model):
+    for name, values in request.args.lists():
+        if len(values) > 1:
+            raise ValidationError(name, "given more than once")
     try:
         return model.model_validate(request.args.to_dict(flat=True))
     except pydantic.ValidationError as exc:

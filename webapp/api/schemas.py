@@ -2,9 +2,11 @@
 document, so the two cannot drift apart."""
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt,
+                      StrictStr)
 
 KIND_PATTERN = r"^[a-z0-9_.-]{1,64}$"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -18,6 +20,19 @@ class Body(BaseModel):
     """Request bodies: strict types, and a typo'd field is an error, never ignored."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+_DIGITS = re.compile(r"-?[0-9]+")
+
+
+def _integer_text(value: Any) -> Any:
+    """Query integers must be written as integers: no "5.0", " 5" or "1e3"."""
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("must be an integer written in digits")
+    return value
+
+
+QueryInt = Annotated[int, BeforeValidator(_integer_text)]
 
 
 class Query(BaseModel):
@@ -76,13 +91,13 @@ class ListQuery(Query):
     owner: str | None = Field(None, min_length=1, max_length=256)
     kind: str | None = Field(None, pattern=KIND_PATTERN)
     q: str | None = Field(None, max_length=256)
-    limit: int = Field(50, ge=1, le=200)
+    limit: QueryInt = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, max_length=64)
 
 
 class LogsQuery(Query):
-    after: int = Field(0, ge=0, le=2**62)
-    limit: int = Field(1000, ge=1, le=5000)
+    after: QueryInt = Field(0, ge=0, le=2**62)
+    limit: QueryInt = Field(1000, ge=1, le=5000)
 
 
 class DownloadQuery(Query):
@@ -90,7 +105,7 @@ class DownloadQuery(Query):
 
 
 class SnapshotQuery(Query):
-    limit: int = Field(200, ge=1, le=1000)
+    limit: QueryInt = Field(200, ge=1, le=1000)
 
 
 class UsageQuery(Query):
