@@ -9,7 +9,6 @@ encoding here, in one place.
 from __future__ import annotations
 
 import functools
-import json
 from datetime import datetime, timezone
 
 from ..records import Session
@@ -17,6 +16,7 @@ from ..states import State
 
 from psycopg.types.json import Json
 
+from . import jsontext
 from ..errors import SessionNotFound
 from .. import validation as check
 
@@ -92,11 +92,11 @@ class _Dialect:
 class _Sqlite(_Dialect):
     @staticmethod
     def dump_json(value):
-        return "{}" if value == {} else json.dumps(value)       # empty `fields` is the norm
+        return "{}" if value == {} else jsontext.dumps(value)   # empty `fields` is the norm
 
     @staticmethod
     def load_json(value):
-        return json.loads(value)
+        return jsontext.loads(value)
 
     @staticmethod
     def dump_ts(moment: datetime) -> str:

@@ -351,3 +351,14 @@ def test_asking_a_running_session_to_stop_twice_keeps_it_running(repo):
     again = repo.request_stop(session.id)
     assert again.state is State.RUNNING and again.stop_requested
     assert repo.snapshot().counts["running"] == 1
+
+
+def test_integers_beyond_64_bits_round_trip_exactly_everywhere(repo):
+    big = {"n": 2**70, "neg": -(2**65), "text": "12345678901234567890123", "f": 0.1}
+    session = in_state(repo, State.RUNNING, params=big, meta={"m": 2**80})
+    repo.report_progress(session.id, progress=big, meta={"k": 2**66})
+    repo.finish(session.id, State.COMPLETED, result=big)
+    stored = repo.get(session.id)
+    assert stored.params == big and stored.progress == big and stored.result == big
+    assert stored.meta == {"m": 2**80, "k": 2**66}
+    assert [s.progress for s in repo.snapshot().sessions["completed"]] == [big]

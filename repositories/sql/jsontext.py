@@ -1,0 +1,32 @@
+"""JSON text codec for the SQL hot paths: orjson's speed, the standard library's exactness.
+
+orjson refuses integers beyond 64 bits when encoding and turns them into floats when
+decoding, while clients may store such integers in progress or meta.  Those documents
+(recognised by a run of 19+ digits, which also catches harmless cases inside strings)
+go through ``json`` instead, so every stored value round-trips exactly.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import orjson
+
+_LONG_NUMBER = re.compile(r"\d{19,}")
+_LONG_NUMBER_BYTES = re.compile(rb"\d{19,}")
+
+
+def dumps(value) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+def loads(text):
+    pattern = _LONG_NUMBER_BYTES if isinstance(text, (bytes, bytearray, memoryview)) else _LONG_NUMBER
+    if isinstance(text, memoryview):
+        text = bytes(text)
+    if pattern.search(text):
+        return json.loads(text)
+    return orjson.loads(text)
