@@ -15,8 +15,12 @@ from repositories.states import State
 @contextlib.contextmanager
 def released_store(url, barrier):
     """A store of this process, yielded once every process has reached the barrier."""
-    with released_store(url, barrier) as repo:
+    repo = SqlSessionRepository.from_url(url)
+    try:
+        barrier.wait(timeout=60)
         yield repo
+    finally:
+        repo.close()
 
 
 def append_batches(url, session_id, barrier, batches, batch_size, results):
