@@ -15,7 +15,6 @@ from .records import (AppendResult, CleanupCounts, LogEntry, LogInput, LogPage, 
 from .states import State
 
 DEFAULT_MAX_LOG_ENTRIES = 100_000
-USAGE_GROUPINGS = ("owner", "kind", "engine")
 
 
 class SessionRepository(abc.ABC):

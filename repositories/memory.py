@@ -11,16 +11,16 @@ import dataclasses
 import threading
 import uuid
 from collections import defaultdict
-from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable
+from datetime import datetime
+from typing import Callable
 
 from . import validation as check
 from .base import DEFAULT_MAX_LOG_ENTRIES, SessionRepository
 from .cursors import decode_cursor, encode_cursor
 from .errors import LogLimitExceeded, SessionNotFound
 from .merge import merge_patch, merge_progress
-from .records import (AppendResult, CleanupCounts, LogEntry, LogInput, LogPage, Page,
-                      ProgressAck, Session, Snapshot, UsageRow, Worker, utcnow)
+from .records import (AppendResult, CleanupCounts, LogEntry, LogPage, Page, ProgressAck, Session,
+                      Snapshot, Worker, utcnow)
 from .states import (State, check_move, check_reportable, parse_state, parse_terminal_state,
                      stop_target)
 from .usage import engine_of, group_usage, hour_of
@@ -51,10 +51,11 @@ class MemorySessionRepository(SessionRepository):
 
     # -- helpers (lock held) ------------------------------------------------------
     def _load(self, session_id: str) -> Session:
+        key = check.session_key(session_id)
         try:
-            return self._sessions[check.check_session_id(session_id)]
-        except (KeyError, check.ValidationError):
-            raise SessionNotFound(str(session_id)) from None
+            return self._sessions[key]
+        except KeyError:
+            raise SessionNotFound(key) from None
 
     def _newest_first(self, before: int | None = None):
         for position in reversed(self._by_position):

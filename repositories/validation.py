@@ -9,7 +9,7 @@ import re
 import uuid
 from typing import Any, Iterable
 
-from .errors import ValidationError
+from .errors import SessionNotFound, ValidationError
 from .records import LogInput
 
 KIND_PATTERN = re.compile(r"[a-z0-9_.-]{1,64}")
@@ -23,12 +23,13 @@ MAX_COST_TOTAL = 1e15
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def check_session_id(session_id: Any) -> str:
-    """A malformed id can never exist, so it is reported as not-found-worthy input."""
+def session_key(session_id: Any) -> str:
+    """The canonical form of a session id.  A malformed id names no session, so it is
+    reported exactly like an unknown one: SessionNotFound."""
     try:
         return str(uuid.UUID(str(session_id)))
     except ValueError:
-        raise ValidationError("id", f"not a UUID: {str(session_id)[:80]!r}") from None
+        raise SessionNotFound(str(session_id)[:80]) from None
 
 
 def check_new_session(kind: str, label: str, owner: str, **objects: Any) -> None:

@@ -78,10 +78,7 @@ class _Dialect:
 
     def fetch(self, cursor, statement: str, session_id: str):
         """Run a one-row lookup by session id; SessionNotFound when there is none."""
-        try:
-            key = check.check_session_id(session_id)
-        except check.ValidationError:
-            raise SessionNotFound(str(session_id)) from None
+        key = check.session_key(session_id)
         cursor.execute(statement, (key,))
         row = cursor.fetchone()
         if row is None:

@@ -62,10 +62,7 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
     @staticmethod
     def _fetch(connection, session_id: str, statement=statements.SELECT_SESSION):
         """Run a by-id lookup (``statement``); SessionNotFound if there is no such session."""
-        try:
-            key = check.check_session_id(session_id)
-        except check.ValidationError:
-            raise SessionNotFound(str(session_id)) from None
+        key = check.session_key(session_id)
         row = connection.execute(statement, {"p_id": key}).first()
         if row is None:
             raise SessionNotFound(key)
