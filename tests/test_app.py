@@ -160,3 +160,22 @@ def test_db_upgrade_on_the_memory_store_says_there_is_nothing_to_migrate(memory_
     result = memory_app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert result.exit_code == 0
     assert "nothing to upgrade" in result.output
+
+
+def test_the_apps_sqlite_connections_all_run_in_wal_with_our_settings(sqlite_url):
+    """The pool keeps the connection the start-up reachability check opens, so the store's
+    listeners must be installed before it: a connection made without them would run in
+    rollback-journal mode with a full fsync per commit and no casefolding label search."""
+    app = create_app({"RUNBOARD_DATABASE_URL": sqlite_url, "RUNBOARD_SCHEDULER": "off", "TESTING": True})
+    try:
+        repository = app.extensions["runboard"]
+        repository.create_schema()
+        with repository._transactions.cursor(write=False) as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            assert cursor.fetchone()[0] == "wal"
+            cursor.execute("PRAGMA synchronous")
+            assert cursor.fetchone()[0] == 1            # NORMAL
+        session = repository.create(kind="k", owner="o", label="RÉSUMÉ.csv")
+        assert [s.id for s in repository.list_sessions(q="résumé").items] == [session.id]
+    finally:
+        close_repository(app)

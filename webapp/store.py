@@ -14,6 +14,7 @@ from repositories.errors import ConfigurationError
 from repositories.memory import MemorySessionRepository
 from repositories.sql import SqlSessionRepository
 from repositories.sql.credentials import SqlCredentialStore
+from repositories.sql.engine import prepare_engine
 
 from .extensions import db
 from .settings import Settings
@@ -41,7 +42,9 @@ def build_stores(app: Flask, settings: Settings) -> tuple[SessionRepository, Cre
     if settings.store == "memory":
         return MemorySessionRepository(max_log_entries=settings.max_log_entries), MemoryCredentialStore()
     with app.app_context():
-        engine = db.engine
+        # Listeners first: the pool keeps the connection check_reachable opens, and a SQLite
+        # connection made without them would lack WAL, busy timeout and our BEGIN handling.
+        engine = prepare_engine(db.engine)
     check_reachable(engine)
     repository = SqlSessionRepository(engine, max_log_entries=settings.max_log_entries)
     return repository, SqlCredentialStore(engine)

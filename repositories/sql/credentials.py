@@ -48,7 +48,7 @@ class SqlCredentialStore(CredentialStore):
     def find_token(self, secret):
         """Runs on every API request, so it is one fixed statement on the driver cursor."""
         d = self._dialect
-        with self._tx.cursor(write=False) as cursor:
+        with self._tx.cursor(write=False, single=True) as cursor:
             cursor.execute(self._find, (token_digest(secret),))
             row = cursor.fetchone()
         if row is None:

@@ -118,18 +118,31 @@ class Transactions:
             yield connection
 
     @contextlib.contextmanager
-    def cursor(self, *, write: bool = True, snapshot: bool = False) -> Iterator:
+    def cursor(self, *, write: bool = True, snapshot: bool = False, single: bool = False,
+               relaxed: bool = False) -> Iterator:
         """Driver-level twin of ``__call__`` for the hot paths (see ``hotpath``): same pool,
-        same locking and snapshot rules, commit on success, roll back on error."""
+        same locking and snapshot rules, commit on success, roll back on error.
+
+        ``single`` marks a read of one statement: SQLite runs it in autocommit (a statement
+        is its own consistent snapshot), saving the BEGIN and COMMIT steps, each of which
+        gives up the GIL.  ``relaxed`` marks a write whose loss in a *database server* crash
+        is harmless (a progress report superseded by the next one): PostgreSQL commits it
+        without waiting for the WAL flush.  It is still atomic, and an application crash
+        loses nothing.
+        """
         with self._writer if write else contextlib.nullcontext():
             connection, pooled = self._driver_connection()
             try:
                 cursor = connection.cursor()
                 if self._sqlite:
-                    cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    if write or not single:
+                        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 elif snapshot:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                elif relaxed:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
                 yield cursor
+                cursor.close()             # an unfinished SELECT would pin SQLite's read snapshot
                 connection.commit()
             except BaseException:
                 connection.rollback()

@@ -21,6 +21,9 @@ from ..errors import SessionNotFound
 from .. import validation as check
 
 
+#: Entries per multi-row INSERT: 6 parameters each stays far below SQLite's 32,766 limit.
+LOG_ROWS_PER_INSERT = 500
+
 #: Session columns in the order ``_Dialect.session`` reads them.
 SESSION_SELECT = ("id, kind, label, owner, state, stop_requested, progress, meta, params, result, error, "
                   "tokens, cost, created_at, started_at, updated_at, finished_at, heartbeat_at, log_count")
@@ -57,10 +60,19 @@ class _Dialect:
     def sql(self, text: str) -> str:
         return text
 
+    def insert_logs(self, cursor, pk: int, first: int, stamp, batch) -> None:
+        """Store ``batch`` as entries ``first``, ``first + 1``, … in as few statement steps
+        as possible (each step releases and re-takes the GIL, which is costly under gthread)."""
+        for offset in range(0, len(batch), LOG_ROWS_PER_INSERT):
+            part = batch[offset:offset + LOG_ROWS_PER_INSERT]
+            values = []
+            for i, e in enumerate(part, start=first + offset):
+                values += (pk, i, stamp, e.level, e.message, self.dump_json(e.fields))
+            cursor.execute(self._log_insert_rows(len(part)), values)
+
     @functools.lru_cache(maxsize=64)
-    def log_insert_rows(self, rows: int) -> str:
-        """One INSERT with ``rows`` VALUES groups: a single statement step instead of one per
-        entry (each step releases and re-takes the GIL, which is costly under gthread)."""
+    def _log_insert_rows(self, rows: int) -> str:
+        """One INSERT with ``rows`` VALUES groups."""
         return self.sql("INSERT INTO log_entries (session_pk, seq, ts, level, message, fields) VALUES "
                         + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows))
 
@@ -107,6 +119,17 @@ class _Sqlite(_Dialect):
 
 class _Postgres(_Dialect):
     lock = " FOR UPDATE"
+    # Three array parameters instead of 6 × n placeholders: psycopg parses (and caches) a
+    # short statement once, where a long one was re-parsed on every call.
+    _log_insert_arrays = (
+        "INSERT INTO log_entries (session_pk, seq, ts, level, message, fields)"
+        " SELECT %s, %s + t.n - 1, %s, t.level, t.message, t.fields::json"
+        " FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS t(level, message, fields, n)")
+
+    def insert_logs(self, cursor, pk: int, first: int, stamp, batch) -> None:
+        cursor.execute(self._log_insert_arrays, (
+            pk, first, stamp, [e.level for e in batch], [e.message for e in batch],
+            ["{}" if e.fields == {} else jsontext.dumps(e.fields) for e in batch]))
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s")

@@ -16,10 +16,6 @@ from .rows import LOG_COLUMNS, logs, to_log
 from .statements import SELECT_PK
 
 
-#: Entries per INSERT statement: 6 parameters each stays far below SQLite's 32,766 limit.
-LOG_ROWS_PER_INSERT = 500
-
-
 class SqlLogs:
     def append_logs(self, session_id, entries):
         batch = check.check_log_batch(entries)
@@ -31,12 +27,7 @@ class SqlLogs:
                 raise LogLimitExceeded(key, log_count, len(batch), self._max_log_entries)
             stamp = d.dump_ts(self._clock())
             first = log_count + 1
-            for offset in range(0, len(batch), LOG_ROWS_PER_INSERT):
-                part = batch[offset:offset + LOG_ROWS_PER_INSERT]
-                values = []
-                for i, e in enumerate(part, start=first + offset):
-                    values += (pk, i, stamp, e.level, e.message, d.dump_json(e.fields))
-                cursor.execute(d.log_insert_rows(len(part)), values)
+            d.insert_logs(cursor, pk, first, stamp, batch)
             last = log_count + len(batch)
             cursor.execute(d.log_update, (last, stamp, stamp, pk))
             return AppendResult(first, last)

@@ -90,7 +90,7 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
 
     def get(self, session_id):
         d = self._dialect
-        with self._transactions.cursor(write=False) as cursor:
+        with self._transactions.cursor(write=False, single=True) as cursor:
             return d.session(d.fetch(cursor, d.by_id, session_id))
 
     def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None):
@@ -159,8 +159,10 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
             return ProgressAck(state, bool(stop_requested))
 
     def _report_progress_only(self, session_id, progress):
+        """Progress alone carries no usage or meta, and the next report supersedes it, so
+        it may commit without waiting for PostgreSQL's WAL flush (see ``Transactions.cursor``)."""
         d = self._dialect
-        with self._transactions.cursor() as cursor:
+        with self._transactions.cursor(relaxed=True) as cursor:
             pk, key, state, stop_requested, stored = d.fetch(cursor, d.progress_only_row, session_id)
             state = State(state)
             check_reportable(key, state, "progress")
