@@ -64,3 +64,23 @@ def nworkers_changed(server, new_value, old_value):
     if old_value is not None and _settings.store == "memory" and new_value > 1:
         server.log.error("runboard: the memory store lives inside one process; staying at 1 worker")
         server._num_workers = 1
+
+
+def post_worker_init(worker):
+    """The app is loaded in this worker: start its job runner (pool, monitor, registry)."""
+    from webapp.runner import RUNNER_KEY
+
+    worker.wsgi.extensions[RUNNER_KEY].start()
+
+
+def worker_exit(server, worker):
+    """Graceful exit (SIGTERM, a max-requests restart): running jobs are asked to stop and
+    finished as ``stopped`` — within the graceful timeout, after which the master kills us."""
+    from webapp.store import close_repository
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        try:
+            app.extensions["runboard.runner"].shutdown(timeout=max(graceful_timeout - 5, 1))
+        finally:
+            close_repository(app)

@@ -123,7 +123,8 @@ class SessionRepository(abc.ABC):
     @abc.abstractmethod
     def heartbeat_worker(self, *, worker_id: str, host: str, pid: int, active: int = 0,
                          rss_bytes: int | None = None, version: str | None = None) -> Worker:
-        """Insert or update a worker's record with ``last_seen`` = now; return it."""
+        """Insert or update a worker's record with ``last_seen`` = now; return it.
+        ``started_at`` is set by the first heartbeat of a worker id and kept after."""
 
     @abc.abstractmethod
     def list_workers(self) -> list[Worker]:

@@ -236,7 +236,10 @@ class MemorySessionRepository(SessionRepository):
     def heartbeat_worker(self, *, worker_id, host, pid, active=0, rss_bytes=None, version=None):
         check.check_worker(worker_id, host, pid, active, rss_bytes, version)
         with self._lock:
-            worker = Worker(worker_id, host, pid, active, rss_bytes, version, self._clock())
+            now = self._clock()
+            known = self._workers.get(worker_id)
+            worker = Worker(worker_id, host, pid, active, rss_bytes, version, now,
+                            known.started_at if known else now)
             self._workers[worker_id] = worker
             return worker
 

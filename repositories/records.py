@@ -132,3 +132,4 @@ class Worker:
     rss_bytes: int | None
     version: str | None
     last_seen: datetime
+    started_at: datetime | None = None     # first heartbeat of this worker id

@@ -57,3 +57,10 @@ def empty_postgres_url():
 @pytest.fixture
 def sqlite_url(tmp_path):
     return f"sqlite:///{tmp_path / 'runboard.db'}"
+
+
+# Helper modules at the top of tests/ (job_support, …) importable from every subfolder:
+# the tests are not a package.
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))

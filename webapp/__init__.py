@@ -18,7 +18,7 @@ from .extensions import db, migrate
 from .jsonio import OrjsonProvider
 from .security import install_security
 from .settings import load_settings
-from .kinds import KINDS_KEY, KindRegistry
+from .runner import install_runner
 from .store import CREDENTIALS_KEY, EXTENSION_KEY, build_stores, sqlalchemy_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     else:
         register_memory_db_command(app)
     app.extensions[EXTENSION_KEY], app.extensions[CREDENTIALS_KEY] = build_stores(app, settings)
-    app.extensions[KINDS_KEY] = KindRegistry()
+    install_runner(app, app.extensions[EXTENSION_KEY], settings, kinds=builtin_kinds())
     register_error_handlers(app)
     register_cli(app)
     app.json = OrjsonProvider(app)
@@ -67,6 +67,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)
     return app
+
+
+def builtin_kinds() -> tuple:
+    from .jobs import BUILTIN_KINDS
+
+    return BUILTIN_KINDS
 
 
 def _instance_secret(instance_path: str) -> str:

@@ -41,6 +41,7 @@ class Settings(BaseModel):
     secret_key: str | None = Field(None, min_length=16, repr=False, alias="RUNBOARD_SECRET_KEY")
     retention: timedelta = Field(timedelta(days=7), alias="RUNBOARD_RETENTION")
     heartbeat_timeout: timedelta = Field(timedelta(seconds=60), alias="RUNBOARD_HEARTBEAT_TIMEOUT")
+    stop_grace: timedelta = Field(timedelta(seconds=30), alias="RUNBOARD_STOP_GRACE")
     runner_threads: int = Field(4, ge=1, le=256, alias="RUNBOARD_RUNNER_THREADS")
     max_log_entries: int = Field(100_000, ge=1, le=100_000_000, alias="RUNBOARD_MAX_LOG_ENTRIES")
     scheduler: Literal["on", "off"] = Field("on", alias="RUNBOARD_SCHEDULER")
@@ -67,7 +68,7 @@ class Settings(BaseModel):
                              "(memory:// is the in-process store)")
         return value
 
-    @field_validator("retention", "heartbeat_timeout", mode="before")
+    @field_validator("retention", "heartbeat_timeout", "stop_grace", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         if isinstance(value, timedelta):

@@ -70,7 +70,12 @@ def get_credentials() -> CredentialStore:
 
 
 def close_repository(app: Flask) -> None:
-    """Release the store's connections (tests, CLI one-shots, graceful shutdown)."""
+    """Stop the runner's jobs, then release the store's connections (tests, CLI
+    one-shots, graceful shutdown)."""
+    from .runner import RUNNER_KEY
+
+    if RUNNER_KEY in app.extensions:
+        app.extensions[RUNNER_KEY].shutdown()
     app.extensions[EXTENSION_KEY].close()
     if "sqlalchemy" in app.extensions:
         with app.app_context():

@@ -77,15 +77,17 @@ class SqlMaintenance:
 
     def heartbeat_worker(self, *, worker_id, host, pid, active=0, rss_bytes=None, version=None):
         check.check_worker(worker_id, host, pid, active, rss_bytes, version)
-        worker = Worker(worker_id, host, pid, active, rss_bytes, version, self._clock())
+        now = self._clock()
         with self._tx() as connection:
             upsert_worker(connection, {"worker_id": worker_id, "host": host, "pid": pid, "active": active,
-                                       "rss_bytes": rss_bytes, "version": version,
-                                       "last_seen": worker.last_seen})
-        return worker
+                                       "rss_bytes": rss_bytes, "version": version, "last_seen": now},
+                          keep={"started_at": now})
+            started_at = connection.execute(select(workers.c.started_at)
+                                            .where(workers.c.worker_id == worker_id)).scalar_one()
+        return Worker(worker_id, host, pid, active, rss_bytes, version, now, started_at)
 
     def list_workers(self):
         with self._tx(write=False) as connection:
             rows = connection.execute(select(workers).order_by(workers.c.last_seen.desc())).all()
-        return [Worker(r.worker_id, r.host, r.pid, r.active, r.rss_bytes, r.version, r.last_seen)
+        return [Worker(r.worker_id, r.host, r.pid, r.active, r.rss_bytes, r.version, r.last_seen, r.started_at)
                 for r in rows]

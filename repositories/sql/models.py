@@ -159,6 +159,7 @@ class WorkerRow(Base):
     rss_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class ApiTokenRow(Base):

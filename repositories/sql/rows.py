@@ -52,8 +52,9 @@ def add_usage(connection: Connection, key: tuple, *, sessions_delta: int = 0, to
               "cost": usage_rollups.c.cost + stmt.excluded.cost}))
 
 
-def upsert_worker(connection: Connection, values: dict) -> None:
-    stmt = _dialect_insert(connection, workers).values(**values)
+def upsert_worker(connection: Connection, values: dict, keep: dict) -> None:
+    """Insert or update; the ``keep`` columns are written on insert only."""
+    stmt = _dialect_insert(connection, workers).values(**values, **keep)
     connection.execute(stmt.on_conflict_do_update(
         index_elements=["worker_id"],
         set_={k: stmt.excluded[k] for k in values if k != "worker_id"}))

@@ -5,7 +5,7 @@ import pytest
 
 from api_support import ADMIN_TOKEN, USER_KIND, Caller, Callers
 from webapp import create_app
-from webapp.kinds import KINDS_KEY
+from job_support import idle_kind, paused_runner
 from webapp.store import CREDENTIALS_KEY, close_repository
 
 
@@ -16,7 +16,7 @@ def app(request, tmp_path):
                       "RUNBOARD_ADMIN_TOKEN": ADMIN_TOKEN, "TESTING": True})
     if request.param != "memory":
         app.extensions["runboard"].create_schema()
-    app.extensions[KINDS_KEY].register(USER_KIND, lambda context: {"ok": True})
+    paused_runner(app).kinds.register(idle_kind(USER_KIND))
     yield app
     close_repository(app)
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 
 from api_support import ADMIN_TOKEN, USER_KIND
 from webapp import create_app
-from webapp.kinds import KINDS_KEY
+from job_support import idle_kind, paused_runner
 from webapp.store import CREDENTIALS_KEY, close_repository
 
 
@@ -20,7 +20,7 @@ def fuzzed_app(tmp_path_factory):
     app = create_app({"RUNBOARD_DATABASE_URL": url, "RUNBOARD_SCHEDULER": "off",
                       "RUNBOARD_ADMIN_TOKEN": ADMIN_TOKEN})
     app.extensions["runboard"].create_schema()
-    app.extensions[KINDS_KEY].register(USER_KIND, lambda context: None)
+    paused_runner(app).kinds.register(idle_kind(USER_KIND))
     _, user_secret = app.extensions[CREDENTIALS_KEY].create_token(role="user", owner="fuzz@example.com")
     app.config["FUZZ_TOKENS"] = {"admin": ADMIN_TOKEN, "user": user_secret}
     # a few real sessions so generated ids sometimes hit, and states vary

@@ -258,3 +258,11 @@ def test_a_worker_heartbeat_returns_what_list_workers_shows(repo, clock):
                                      version="2.1")
     assert repo.list_workers() == [returned]
     assert returned.last_seen.utcoffset() == timedelta(0) and returned.last_seen <= clock.now
+
+
+def test_a_workers_started_at_is_its_first_heartbeat_and_stays(repo, clock):
+    first = repo.heartbeat_worker(worker_id="w1", host="alpha", pid=10)
+    clock.advance(seconds=30)
+    later = repo.heartbeat_worker(worker_id="w1", host="alpha", pid=10, active=1)
+    assert first.started_at == later.started_at == repo.list_workers()[0].started_at
+    assert timedelta(seconds=30) <= later.last_seen - later.started_at < timedelta(seconds=31)

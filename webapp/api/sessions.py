@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from werkzeug.exceptions import Forbidden
 
-from repositories.errors import ValidationError
+from repositories.errors import InvalidTransition, LogLimitExceeded, ValidationError
 from repositories.states import State
 
-from ..kinds import get_kinds
+from ..runner import get_kinds, get_runner
 from ..store import get_repository
 from . import bp
 from . import schemas as s
@@ -22,14 +22,20 @@ WRITE = (400, 401, 403, 404, 409, 413, 415)
 @endpoint(bp, "POST", "/sessions", summary="Create a session", body=s.CreateSession,
           response=s.SessionOut, status=201, errors=(400, 401, 403, 413, 415))
 def create_session(principal, body: s.CreateSession):
-    """Users create registered kinds as themselves; staff create any kind for anyone."""
+    """Users create registered kinds as themselves; staff create any kind for anyone.
+    A registered kind is queued on this process's runner; its params are validated first,
+    so a bad param stores nothing."""
+    kind = get_kinds().get(body.kind)
     if principal.role == USER:
         if body.owner not in (None, principal.owner):
             raise Forbidden("users create sessions as themselves only")
-        if body.kind not in get_kinds():
+        if kind is None:
             raise ValidationError("kind", f"unknown kind; registered kinds: {', '.join(get_kinds().names()) or 'none'}")
+    params = get_runner().validate(kind, body.params) if kind is not None else None
     session = get_repository().create(kind=body.kind, owner=body.owner or principal.owner, label=body.label,
                                       params=body.params, meta=body.meta)
+    if kind is not None:
+        get_runner().submit(session.id, kind, params)
     return respond(session_json(session, principal), 201)
 
 
@@ -71,10 +77,21 @@ def report_progress(principal, session_id, body: s.ProgressReport):
 @endpoint(bp, "POST", "/sessions/{session_id}/stop", summary="Cancel a pending session or ask a running one to stop",
           response=s.SessionOut, errors=WRITE, also=(202,))
 def stop_session(principal, session_id):
-    """202 while the worker still has to honour the request; 200 once it is stopped."""
+    """202 while the worker still has to honour the request; 200 once it is stopped.
+    Who asked, and when, goes into the session's log first (a full log never blocks a stop)."""
     check_visible(principal, session_id)
+    record_stop_request(session_id, principal.owner, principal.role)
     session = get_repository().request_stop(session_id)
+    get_runner().notify_stop(session_id)
     return respond(session_json(session, principal), 202 if session.state is State.RUNNING else 200)
+
+
+def record_stop_request(session_id: str, who: str, role: str) -> None:
+    try:
+        get_repository().append_logs(session_id, [{"level": "warning", "message": f"stop requested by {who}",
+                                                   "fields": {"by": who, "role": role}}])
+    except (InvalidTransition, LogLimitExceeded):
+        pass                  # finished already (request_stop says so with a 409) or log full
 
 
 @endpoint(bp, "POST", "/sessions/{session_id}/finish", summary="Finish a session", roles=STAFF,

@@ -1,0 +1,237 @@
+"""The in-process job runner: a bounded thread pool per app process.
+
+Every state it shows is the store's: a job's session is marked ``running`` in the store
+before the job's first line runs, and the runner writes the final state itself —
+``completed`` with the result, ``failed`` with a one-line summary (the traceback goes to
+the session's log, never to API responses), ``stopped`` with the partial result when the
+job honoured ``should_stop()``.  A monitor thread (``webapp.runner.monitor``) flushes idle
+jobs' buffers, heartbeats, carries stop requests from the store to the jobs, and
+finalizes jobs that ignore a stop for longer than the grace period.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from datetime import timedelta
+
+import pydantic
+
+from repositories import SessionRepository
+from repositories.errors import InvalidTransition, RunboardError, SessionNotFound, ValidationError
+from repositories.states import State
+
+from .context import RunContext
+from .identity import WorkerIdentity
+from .kinds import JobFailed, JobKind, KindRegistry
+
+log = logging.getLogger("runboard.runner")
+ERROR_LIMIT = 500
+
+
+def params_error(exc: pydantic.ValidationError) -> ValidationError:
+    """A pydantic error on a job's params as the API's 400, naming ``params.<field>``."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    message = {"missing": "is required", "extra_forbidden": "unknown parameter"}.get(first["type"], first["msg"])
+    return ValidationError(f"params.{where}" if where else "params", message)
+
+
+def summary(exc: BaseException) -> str:
+    """One line for the session's ``error``: the exception's type and first line."""
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return line[:ERROR_LIMIT]
+
+
+class Runner:
+    def __init__(self, repository: SessionRepository, kinds: KindRegistry, *, threads: int,
+                 stop_grace: timedelta, heartbeat_timeout: timedelta, flush_interval: float = 0.25):
+        self.repository, self.kinds = repository, kinds
+        self.identity = WorkerIdentity.of_this_process()
+        self.stop_grace = stop_grace.total_seconds()
+        self.heartbeat_interval = max(min(heartbeat_timeout.total_seconds() / 4, 15.0), 0.2)
+        self.flush_interval = flush_interval
+        self._threads = threads
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._pool: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._active: dict[str, RunContext] = {}
+        self._queued: set[str] = set()
+        self._stop_asked_at: dict[str, float] = {}
+        self._closing = False
+        self._monitor = None
+
+    # -- submission ----------------------------------------------------------------
+    def validate(self, kind: JobKind, params: dict | None) -> pydantic.BaseModel:
+        """The kind's params model; ValidationError("params.<field>") when they don't fit."""
+        try:
+            return kind.params.model_validate(params or {})
+        except pydantic.ValidationError as exc:
+            raise params_error(exc) from None
+
+    def submit(self, session_id: str, kind: JobKind, params: pydantic.BaseModel) -> None:
+        """Queue a pending session; it stays ``pending`` (honestly) until a thread is free."""
+        self.start()
+        with self._lock:
+            if self._closing:
+                closing = True
+            else:
+                closing = False
+                self._queued.add(session_id)
+                self._jobs.put((session_id, kind, params))
+        if closing:
+            self._finish_unstarted(session_id, "the server is shutting down")
+
+    def start(self) -> None:
+        """Start the pool and the monitor (idempotent; gunicorn calls it once per worker)."""
+        from .monitor import Monitor
+
+        with self._lock:
+            if self._pool or self._closing:
+                return
+            # Daemon threads: a job that ignores every stop must not keep the process alive
+            # after shutdown has finalized its session.
+            self._pool = [threading.Thread(target=self._work, name=f"runboard-job-{n}", daemon=True)
+                          for n in range(self._threads)]
+            self._monitor = Monitor(self)
+        for thread in self._pool:
+            thread.start()
+        self._monitor.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            self._run(*job)
+
+    # -- running a job ------------------------------------------------------------------
+    def _run(self, session_id: str, kind: JobKind, params: pydantic.BaseModel) -> None:
+        context = RunContext(self.repository, session_id, flush_interval=self.flush_interval)
+        with self._lock:
+            self._queued.discard(session_id)
+            if self._closing:
+                return                          # shutdown finishes queued sessions itself
+            self._active[session_id] = context
+        try:
+            try:
+                self.repository.start(session_id)
+            except (InvalidTransition, SessionNotFound):
+                return                          # cancelled or removed while queued
+            context.meta(runner=self.identity.as_meta())
+            context.log("info", f"started by {self.identity.worker_id}", kind=kind.name)
+            self._execute(context, kind, params)
+        except Exception:                       # the store itself failed: nothing more we can write
+            log.exception("runner could not track session %s", session_id)
+        finally:
+            with self._lock:
+                self._active.pop(session_id, None)
+                self._stop_asked_at.pop(session_id, None)
+                self._drained.notify_all()
+
+    def _execute(self, context: RunContext, kind: JobKind, params) -> None:
+        result, error = None, None
+        try:
+            result = kind.run(context, params)
+            state = State.STOPPED if context.stop_seen else State.COMPLETED
+            if state is State.STOPPED:
+                context.log("info", f"stopped: {context.stop_reason}")
+        except JobFailed as exc:
+            state, error, result = State.FAILED, summary(exc).split(": ", 1)[-1], exc.result
+            context.log("error", error)
+        except Exception as exc:                # noqa: BLE001 - any job failure is the job's
+            state, error = State.FAILED, summary(exc)
+            context.log("error", "".join(traceback.format_exception(exc)).rstrip())
+        if result is not None and not isinstance(result, dict):
+            result = {"value": result}
+        self._finalize(context, state, result, error)
+
+    def _finalize(self, context: RunContext, state: State, result, error) -> None:
+        """Flush everything, then write the final state — unless someone else already did."""
+        context.flush()
+        if context.abandoned:
+            return
+        try:
+            self.repository.finish(context.session_id, state, result=result, error=error)
+        except ValidationError as exc:          # e.g. a result that is not JSON
+            self.repository.finish(context.session_id, State.FAILED,
+                                   error=f"the job's result could not be stored: {exc.message}"[:ERROR_LIMIT])
+        except (InvalidTransition, SessionNotFound):
+            pass                                # finalized by the stop grace or the sweeper
+        context.abandoned = True
+
+    # -- stop ---------------------------------------------------------------------------------
+    def notify_stop(self, session_id: str) -> bool:
+        """A stop request reached this process through the API: tell the job now instead of
+        at the monitor's next look at the store.  True when the job runs here."""
+        with self._lock:
+            context = self._active.get(session_id)
+        if context is None:
+            return False
+        self.ask_to_stop(context, "stop requested")
+        return True
+
+    def ask_to_stop(self, context: RunContext, reason: str) -> None:
+        if context.request_stop(reason):
+            with self._lock:
+                self._stop_asked_at.setdefault(context.session_id, time.monotonic())
+
+    def overdue(self) -> list[RunContext]:
+        """Jobs still running ``stop_grace`` after they were asked to stop."""
+        now = time.monotonic()
+        with self._lock:
+            for session_id, context in self._active.items():
+                if context.stop_requested:      # also when the flag came back on a report
+                    self._stop_asked_at.setdefault(session_id, now)
+            return [self._active[s] for s, asked in self._stop_asked_at.items()
+                    if s in self._active and now - asked >= self.stop_grace]
+
+    def give_up_on(self, context: RunContext, error: str) -> None:
+        """Finalize a job that did not acknowledge its stop; its later reports get 409s."""
+        context.log("warning", error)
+        context.flush()
+        context.abandon()
+        try:
+            self.repository.finish(context.session_id, State.STOPPED, error=error)
+        except (InvalidTransition, SessionNotFound):
+            pass
+        with self._lock:
+            self._stop_asked_at.pop(context.session_id, None)
+
+    def active(self) -> list[RunContext]:
+        with self._lock:
+            return list(self._active.values())
+
+    # -- shutdown -----------------------------------------------------------------------
+    def shutdown(self, timeout: float = 20.0) -> None:
+        """Ask every job to stop, give them ``timeout`` seconds to return, then finish what
+        is left as ``stopped`` — running or still queued — before the process exits."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            queued, self._queued = set(self._queued), set()
+        for context in self.active():
+            self.ask_to_stop(context, "the server is shutting down")
+        for session_id in queued:
+            self._finish_unstarted(session_id, "the server shut down before the job started")
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._active and time.monotonic() < deadline:
+                self._drained.wait(timeout=max(deadline - time.monotonic(), 0.01))
+        for context in self.active():
+            self.give_up_on(context, "the server shut down before the job acknowledged the stop request")
+        if self._monitor is not None:
+            self._monitor.stop()
+        for _ in self._pool:
+            self._jobs.put(None)
+
+    def _finish_unstarted(self, session_id: str, reason: str) -> None:
+        try:
+            self.repository.finish(session_id, State.STOPPED, error=reason)
+        except RunboardError:
+            pass
