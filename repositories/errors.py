@@ -55,6 +55,7 @@ class LogLimitExceeded(RunboardError):
             f"the limit of {cap}; the batch was refused and nothing was stored"
         )
         self.session_id = session_id
+        self.stored, self.cap = stored, cap
 
 
 class ConfigurationError(RunboardError):

@@ -188,6 +188,7 @@ class WorkerOut(BaseModel):
     rss_bytes: int | None
     version: str | None
     last_seen: str
+    started_at: str | None
     status: Literal["ok", "stale"]
 
 

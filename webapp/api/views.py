@@ -23,5 +23,5 @@ def respond(payload, status: int = 200):
 def worker_json(worker: Worker, now: datetime, stale_after: timedelta) -> dict:
     return {"worker_id": worker.worker_id, "host": worker.host, "pid": worker.pid,
             "active": worker.active, "rss_bytes": worker.rss_bytes, "version": worker.version,
-            "last_seen": iso(worker.last_seen),
+            "last_seen": iso(worker.last_seen), "started_at": iso(worker.started_at),
             "status": "stale" if now - worker.last_seen > stale_after else "ok"}

@@ -9,6 +9,7 @@ value of every key is what reaches the store, exactly as if each patch had been 
 """
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from typing import Any
@@ -35,16 +36,29 @@ def compose(pending: dict, patch: dict) -> bool:
     merge patch can say "apply pending, then patch", e.g. a scalar then an object."""
     if "percent" in pending and "percent" not in patch:
         return False                       # the store derives percent per report
+    if not _composable(pending, patch):
+        return False
+    _fold(pending, patch)
+    return True
+
+
+def _composable(pending: dict, patch: dict) -> bool:
     for key, value in patch.items():
-        if key in pending and (isinstance(value, dict) or isinstance(pending[key], dict)):
-            if not (isinstance(value, dict) and isinstance(pending[key], dict)):
+        if key not in pending:
+            continue
+        old = pending[key]
+        if isinstance(value, dict) or isinstance(old, dict):
+            if not (isinstance(value, dict) and isinstance(old, dict)) or not _composable(old, value):
                 return False
+    return True
+
+
+def _fold(pending: dict, patch: dict) -> None:
     for key, value in patch.items():
         if isinstance(value, dict) and isinstance(pending.get(key), dict):
-            compose(pending[key], value)
+            _fold(pending[key], value)
         else:
-            pending[key] = value
-    return True
+            pending[key] = copy.deepcopy(value)
 
 
 class RunContext:
@@ -69,20 +83,21 @@ class RunContext:
         self.stop_seen = False                 # the job asked should_stop() and got True
         self.abandoned = False                 # the store no longer takes reports from us
         self.dropped_logs = 0
+        self._log_full = False
 
     # -- the job's side --------------------------------------------------------------
     def progress(self, **fields: Any) -> None:
         check.check_object("progress", fields)
         with self._lock:
             if self._progress is None:
-                self._progress = dict(fields)
+                self._progress = copy.deepcopy(fields)
                 composed = True
             else:
                 composed = compose(self._progress, fields)
         if not composed:
             self.flush()
             with self._lock:
-                self._progress = dict(fields)
+                self._progress = copy.deepcopy(fields)
         self._flush_if_due()
 
     def meta(self, **fields: Any) -> None:
@@ -90,7 +105,7 @@ class RunContext:
         with self._lock:
             if self._meta is None:
                 self._meta = {}
-            self._meta.update(fields)
+            self._meta.update(copy.deepcopy(fields))
 
     def log(self, level: str, message: str, **fields: Any) -> None:
         entry = check.check_log_batch([LogInput(level, fit_message(str(message)), fields)])[0]
@@ -174,10 +189,18 @@ class RunContext:
                 self.abandon()                  # finalized elsewhere (stop grace, sweep, cleanup)
 
     def _append(self, batch: list[LogInput]) -> None:
+        """A full log must not fail the job: keep the entries that fit, drop the rest."""
+        if self._log_full:
+            self.dropped_logs += len(batch)
+            return
         try:
             self._repository.append_logs(self.session_id, batch)
-        except LogLimitExceeded:
-            self.dropped_logs += len(batch)     # the session's log is full: keep running
+        except LogLimitExceeded as exc:
+            self._log_full = True
+            room = max(exc.cap - exc.stored, 0)
+            if room:
+                self._repository.append_logs(self.session_id, batch[:room])
+            self.dropped_logs += len(batch) - room
 
     def abandon(self) -> None:
         """The session was finalized without us: drop buffers, make the job stop."""
