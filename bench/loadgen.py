@@ -59,4 +59,15 @@ def run(host: str, port: int, per_connection: list[list[bytes]], seconds: float)
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000 if latencies else 0.0
     return {"rps": len(latencies) / elapsed, "p50": pick(0.50), "p99": pick(0.99), "errors": len(errors),
+            "first_error": errors[0] if errors else None, "requests": len(latencies), "seconds": elapsed,
+            "latencies": latencies}
+
+
+def combine(slices: list[dict]) -> dict:
+    """One figure from several slices of the same scenario: requests over time, pooled latencies."""
+    latencies = sorted(x for s in slices for x in s["latencies"])
+    pick = lambda q: latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000 if latencies else 0.0
+    errors = [s["first_error"] for s in slices if s["first_error"]]
+    return {"rps": sum(s["requests"] for s in slices) / sum(s["seconds"] for s in slices),
+            "p50": pick(0.50), "p99": pick(0.99), "errors": sum(s["errors"] for s in slices),
             "first_error": errors[0] if errors else None}

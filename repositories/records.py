@@ -16,7 +16,10 @@ def iso(moment: datetime | None) -> str | None:
     """UTC ISO-8601 with microseconds and a ``Z``, the only timestamp format we emit."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    # isoformat is several times cheaper than strftime, and every response carries five.
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclasses.dataclass

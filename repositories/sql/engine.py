@@ -123,9 +123,10 @@ class Transactions:
         """Driver-level twin of ``__call__`` for the hot paths (see ``hotpath``): same pool,
         same locking and snapshot rules, commit on success, roll back on error.
 
-        ``single`` marks a read of one statement: SQLite runs it in autocommit (a statement
-        is its own consistent snapshot), saving the BEGIN and COMMIT steps, each of which
-        gives up the GIL.  ``relaxed`` marks a write whose loss in a *database server* crash
+        ``single`` marks work whose every statement may be its own transaction: SQLite runs
+        them in autocommit (a statement is atomic and its own consistent snapshot), saving
+        the BEGIN and COMMIT steps, each of which gives up the GIL.  Writers of this process
+        still queue on the writer lock.  ``relaxed`` marks a write whose loss in a *database server* crash
         is harmless (a progress report superseded by the next one): PostgreSQL commits it
         without waiting for the WAL flush.  It is still atomic, and an application crash
         loses nothing.
@@ -135,7 +136,7 @@ class Transactions:
             try:
                 cursor = connection.cursor()
                 if self._sqlite:
-                    if write or not single:
+                    if not single:
                         cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 elif snapshot:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")

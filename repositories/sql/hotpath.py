@@ -31,6 +31,7 @@ SESSION_SELECT = ("id, kind, label, owner, state, stop_requested, progress, meta
 
 class _Dialect:
     lock = ""
+    compare_and_swap = False
 
     def __init__(self):
         self.bucket = self.sql(f"SELECT {SESSION_SELECT} FROM sessions WHERE state = ? "
@@ -48,6 +49,11 @@ class _Dialect:
             "SELECT pk, id, state, stop_requested, progress FROM sessions WHERE id = ?" + self.lock)
         self.progress_only_update = self.sql(
             "UPDATE sessions SET progress = ?, heartbeat_at = ?, updated_at = ? WHERE pk = ?")
+        # Compare-and-swap twin (SQLite): written only if the progress read is still stored
+        # and the session still running, so a read and a write need no transaction around them.
+        self.progress_swap = self.sql(
+            "UPDATE sessions SET progress = ?, heartbeat_at = ?, updated_at = ?"
+            " WHERE pk = ? AND state = 'running' AND progress = ? RETURNING stop_requested")
         self.log_row = self.sql("SELECT pk, id, state, log_count FROM sessions WHERE id = ?" + self.lock)
         self.usage_add = self.sql(
             "INSERT INTO usage_rollups (owner, kind, engine, hour, sessions, tokens, cost)"
@@ -99,6 +105,7 @@ class _Dialect:
 
 
 class _Sqlite(_Dialect):
+    compare_and_swap = True
     @staticmethod
     def dump_json(value):
         return "{}" if value == {} else jsontext.dumps(value)   # empty `fields` is the norm

@@ -160,8 +160,16 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
 
     def _report_progress_only(self, session_id, progress):
         """Progress alone carries no usage or meta, and the next report supersedes it, so
-        it may commit without waiting for PostgreSQL's WAL flush (see ``Transactions.cursor``)."""
+        it may commit without waiting for PostgreSQL's WAL flush (see ``Transactions.cursor``).
+        SQLite tries a compare-and-swap first: two autocommit statements instead of a
+        four-step transaction; a concurrent change from another process makes it retry,
+        and after a few losses the locked path below settles it."""
         d = self._dialect
+        if d.compare_and_swap:
+            for _ in range(3):
+                ack = self._swap_progress(session_id, progress)
+                if ack is not None:
+                    return ack
         with self._transactions.cursor(relaxed=True) as cursor:
             pk, key, state, stop_requested, stored = d.fetch(cursor, d.progress_only_row, session_id)
             state = State(state)
@@ -172,6 +180,19 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
                 stored = merge_progress(stored, progress)
             cursor.execute(d.progress_only_update, (d.dump_json(stored), stamp, stamp, pk))
             return ProgressAck(state, bool(stop_requested))
+
+    def _swap_progress(self, session_id, progress):
+        d = self._dialect
+        with self._transactions.cursor(single=True) as cursor:
+            pk, key, state, _, stored_text = d.fetch(cursor, d.progress_only_row, session_id)
+            check_reportable(key, State(state), "progress")
+            stored = d.load_json(stored_text)
+            if progress:
+                stored = merge_progress(stored, progress)
+            stamp = d.dump_ts(self._clock())
+            cursor.execute(d.progress_swap, (d.dump_json(stored), stamp, stamp, pk, stored_text))
+            row = cursor.fetchone()
+        return None if row is None else ProgressAck(State.RUNNING, bool(row[0]))
 
     def request_stop(self, session_id):
         with self._tx() as connection:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import jsonify
+from flask import current_app
+
+from ..jsonio import encode
 
 from repositories.records import Session, Worker, iso
 
@@ -15,9 +17,8 @@ def session_json(session: Session, principal: Principal) -> dict:
 
 
 def respond(payload, status: int = 200):
-    response = jsonify(payload)
-    response.status_code = status
-    return response
+    """A JSON response straight from the encoder (this is on every API request)."""
+    return current_app.response_class(encode(payload), status=status, mimetype="application/json")
 
 
 def worker_json(worker: Worker, now: datetime, stale_after: timedelta) -> dict:

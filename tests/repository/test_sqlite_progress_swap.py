@@ -1,0 +1,58 @@
+"""SQLite's progress fast path reads, merges and writes without a transaction, guarded by
+a compare-and-swap on the stored progress.  A write from another process landing between
+its read and its write must make it retry, never be overwritten."""
+from __future__ import annotations
+
+import pytest
+
+from repositories.errors import InvalidTransition
+from repositories.sql import SqlSessionRepository, store as store_module
+
+
+@pytest.fixture
+def two_processes(tmp_path):
+    """Two stores on one file, each with its own engine, as two processes would have."""
+    url = f"sqlite:///{tmp_path / 'swap.db'}"
+    first = SqlSessionRepository.from_url(url)
+    first.create_schema()
+    second = SqlSessionRepository.from_url(url)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_a_write_between_read_and_swap_is_kept_and_the_report_retried(two_processes, monkeypatch):
+    first, second = two_processes
+    session = first.create(kind="k", owner="o")
+    first.start(session.id)
+    first.report_progress(session.id, progress={"a": 0})
+    merges = []
+    real_merge = store_module.merge_progress
+
+    def merge_with_a_rival_write(stored, patch):
+        merges.append(dict(stored))
+        if len(merges) == 1:             # the other process reports while we hold our read
+            second.report_progress(session.id, progress={"b": 1})
+        return real_merge(stored, patch)
+
+    monkeypatch.setattr(store_module, "merge_progress", merge_with_a_rival_write)
+    first.report_progress(session.id, progress={"a": 2})
+    assert merges[0] == {"a": 0} and merges[-1] == {"a": 0, "b": 1}
+    assert first.get(session.id).progress == {"a": 2, "b": 1}
+
+
+def test_a_session_finished_between_read_and_swap_refuses_the_report(two_processes, monkeypatch):
+    first, second = two_processes
+    session = first.create(kind="k", owner="o")
+    first.start(session.id)
+    real_merge = store_module.merge_progress
+
+    def merge_while_it_finishes(stored, patch):
+        second.finish(session.id, "completed")
+        return real_merge(stored, patch)
+
+    monkeypatch.setattr(store_module, "merge_progress", merge_while_it_finishes)
+    with pytest.raises(InvalidTransition):
+        first.report_progress(session.id, progress={"late": True})
+    stored = first.get(session.id)
+    assert stored.state.value == "completed" and stored.progress == {}
