@@ -109,9 +109,12 @@ class SessionRepository(abc.ABC):
         "heartbeat lost"; return their ids.  Safe to run twice or concurrently."""
 
     @abc.abstractmethod
-    def cleanup(self, older_than: timedelta, *, dry_run: bool = False) -> CleanupCounts:
-        """Remove whole terminal sessions (row and logs) finished before now − ``older_than``.
-        Returns what was (or, with ``dry_run``, would be) removed.  Usage rollups survive."""
+    def cleanup(self, older_than: timedelta, *, states: Iterable[State] | None = None,
+                dry_run: bool = False) -> CleanupCounts:
+        """Remove whole terminal sessions (row and logs) finished before now − ``older_than``,
+        only those in ``states`` when given (per-state retention).  Returns what was (or,
+        with ``dry_run``, would be) removed.  Usage rollups survive.  Pending and running
+        sessions are never removed.  Raises ValidationError for a non-terminal state."""
 
     # -- usage and workers -----------------------------------------------------------------
     @abc.abstractmethod

@@ -21,7 +21,7 @@ from .errors import LogLimitExceeded, SessionNotFound
 from .merge import merge_patch, merge_progress
 from .records import (AppendResult, CleanupCounts, LogEntry, LogPage, Page, ProgressAck, Session,
                       Snapshot, Worker, utcnow)
-from .states import (State, check_move, check_reportable, parse_state, parse_terminal_state,
+from .states import (State, check_move, check_reportable, cleanup_states, parse_state, parse_terminal_state,
                      stop_target)
 from .usage import engine_of, group_usage, hour_of
 
@@ -215,11 +215,12 @@ class MemorySessionRepository(SessionRepository):
                     failed.append(session.id)
             return failed
 
-    def cleanup(self, older_than, *, dry_run=False):
+    def cleanup(self, older_than, *, states=None, dry_run=False):
+        wanted = cleanup_states(states)
         with self._lock:
             cutoff = self._clock() - older_than
             doomed = [s.id for s in self._sessions.values()
-                      if s.state.is_terminal and s.finished_at is not None and s.finished_at < cutoff]
+                      if s.state in wanted and s.finished_at is not None and s.finished_at < cutoff]
             log_entries = sum(len(self._logs[i]) for i in doomed)
             if not dry_run:
                 for session_id in doomed:

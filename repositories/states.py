@@ -76,6 +76,18 @@ def check_reportable(session_id: str, current: State, what: str) -> None:
         raise InvalidTransition(session_id, current, what, None)
 
 
+def cleanup_states(states) -> frozenset[State]:
+    """The terminal states a cleanup may remove (all of them by default); a live state is
+    a ValidationError: retention never removes pending or running sessions."""
+    if states is None:
+        return TERMINAL_STATES
+    wanted = frozenset(parse_state(s) for s in states)
+    live = sorted(s.value for s in wanted - TERMINAL_STATES)
+    if live:
+        raise ValidationError("state", f"cleanup removes finished sessions only, not {', '.join(live)}")
+    return wanted
+
+
 def stop_target(current: State) -> State:
     """The state a stop request leads to: pending is cancelled, running keeps running."""
     return State.STOPPED if current is State.PENDING else State.RUNNING

@@ -40,6 +40,10 @@ class Settings(BaseModel):
     database_url: str = Field("sqlite:///runboard.db", alias="RUNBOARD_DATABASE_URL")
     secret_key: str | None = Field(None, min_length=16, repr=False, alias="RUNBOARD_SECRET_KEY")
     retention: timedelta = Field(timedelta(days=7), alias="RUNBOARD_RETENTION")
+    # Per-state overrides, e.g. keep failed sessions longer for post-mortems.
+    retention_completed: timedelta | None = Field(None, alias="RUNBOARD_RETENTION_COMPLETED")
+    retention_failed: timedelta | None = Field(None, alias="RUNBOARD_RETENTION_FAILED")
+    retention_stopped: timedelta | None = Field(None, alias="RUNBOARD_RETENTION_STOPPED")
     heartbeat_timeout: timedelta = Field(timedelta(seconds=60), alias="RUNBOARD_HEARTBEAT_TIMEOUT")
     stop_grace: timedelta = Field(timedelta(seconds=30), alias="RUNBOARD_STOP_GRACE")
     runner_threads: int = Field(4, ge=1, le=256, alias="RUNBOARD_RUNNER_THREADS")
@@ -68,7 +72,8 @@ class Settings(BaseModel):
                              "(memory:// is the in-process store)")
         return value
 
-    @field_validator("retention", "heartbeat_timeout", "stop_grace", mode="before")
+    @field_validator("retention", "retention_completed", "retention_failed", "retention_stopped",
+                     "heartbeat_timeout", "stop_grace", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         if isinstance(value, timedelta):
@@ -82,6 +87,10 @@ class Settings(BaseModel):
     @classmethod
     def _on_off(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    def retention_for(self, state: str) -> timedelta:
+        """How long finished sessions in ``state`` are kept."""
+        return getattr(self, f"retention_{state}", None) or self.retention
 
     @property
     def store(self) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select, update
 
 from .. import validation as check
 from ..records import CleanupCounts, UsageRow, Worker
-from ..states import State, check_move
+from ..states import TERMINAL_STATES, State, check_move, cleanup_states
 from ..usage import check_grouping, hour_of
 from .rows import logs, sessions, upsert_worker, usage_rollups, workers
 from .statements import move_counts
@@ -38,10 +38,13 @@ class SqlMaintenance:
             move_counts(connection, {State.RUNNING: -len(rows), State.FAILED: len(rows)})
             return [r.id for r in rows]
 
-    def cleanup(self, older_than, *, dry_run=False):
+    def cleanup(self, older_than, *, states=None, dry_run=False):
         c = sessions.c
+        wanted = cleanup_states(states)
         cutoff = self._clock() - older_than
         expired = c.finished_at < cutoff   # only terminal sessions have finished_at
+        if len(wanted) < len(TERMINAL_STATES):
+            expired = expired & c.state.in_(sorted(s.value for s in wanted))
         if dry_run:
             with self._tx(write=False) as connection:
                 count, entries = connection.execute(

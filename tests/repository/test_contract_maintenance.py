@@ -266,3 +266,27 @@ def test_a_workers_started_at_is_its_first_heartbeat_and_stays(repo, clock):
     later = repo.heartbeat_worker(worker_id="w1", host="alpha", pid=10, active=1)
     assert first.started_at == later.started_at == repo.list_workers()[0].started_at
     assert timedelta(seconds=30) <= later.last_seen - later.started_at < timedelta(seconds=31)
+
+
+def test_cleanup_by_state_removes_only_those_states(repo, clock):
+    kept, removed = [], []
+    for state, bucket in (("failed", kept), ("completed", removed), ("stopped", removed)):
+        session = repo.create(kind="k", owner="o")
+        repo.start(session.id)
+        repo.append_logs(session.id, [{"level": "info", "message": "x"}] * 3)
+        repo.finish(session.id, state)
+        bucket.append(session.id)
+    clock.advance(days=10)
+    assert repo.cleanup(timedelta(days=7), states=["completed", "stopped"], dry_run=True) == CleanupCounts(2, 6)
+    assert repo.cleanup(timedelta(days=7), states=[State.COMPLETED, "stopped"]) == CleanupCounts(2, 6)
+    assert [repo.get(i).state.value for i in kept] == ["failed"]
+    for session_id in removed:
+        with pytest.raises(SessionNotFound):
+            repo.get(session_id)
+
+
+@pytest.mark.parametrize("state", ["running", "pending", "bogus"])
+def test_cleanup_refuses_live_or_unknown_states(repo, state):
+    with pytest.raises(ValidationError) as caught:
+        repo.cleanup(timedelta(days=1), states=[state])
+    assert caught.value.field == "state"
