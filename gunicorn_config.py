@@ -67,20 +67,23 @@ def nworkers_changed(server, new_value, old_value):
 
 
 def post_worker_init(worker):
-    """The app is loaded in this worker: start its job runner (pool, monitor, registry)."""
-    from webapp.runner import RUNNER_KEY
+    """The app is loaded in this worker: start its job runner and scheduler."""
+    from webapp import start_background_work
 
-    worker.wsgi.extensions[RUNNER_KEY].start()
+    start_background_work(worker.wsgi)
 
 
 def worker_exit(server, worker):
     """Graceful exit (SIGTERM, a max-requests restart): running jobs are asked to stop and
     finished as ``stopped`` — within the graceful timeout, after which the master kills us."""
+    from webapp import SCHEDULER_KEY
+    from webapp.runner import RUNNER_KEY
     from webapp.store import close_repository
 
     app = getattr(worker, "wsgi", None)
     if app is not None:
         try:
-            app.extensions["runboard.runner"].shutdown(timeout=max(graceful_timeout - 5, 1))
+            app.extensions[SCHEDULER_KEY].shutdown()
+            app.extensions[RUNNER_KEY].shutdown(timeout=max(graceful_timeout - 5, 1))
         finally:
             close_repository(app)

@@ -133,5 +133,17 @@ class SessionRepository(abc.ABC):
     def list_workers(self) -> list[Worker]:
         """Return every known worker, most recently seen first."""
 
+    # -- scheduler ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def claim_tick(self, job: str, tick: int, *, holder: str, lease: timedelta) -> bool:
+        """Decide, atomically across every process on this store, whether ``holder`` runs
+        tick number ``tick`` of ``job``: only the holder of the scheduler lease (free,
+        expired, or already its own — then renewed for ``lease``) may, and only once per
+        tick.  True for exactly one caller per tick.  Records the run."""
+
+    @abc.abstractmethod
+    def list_ticks(self, job: str, *, limit: int = 100) -> list[tuple[int, str]]:
+        """The newest runs of ``job`` as (tick, holder), newest first."""
+
     def close(self) -> None:
         """Release connections; the default store holds none."""

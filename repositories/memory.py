@@ -48,6 +48,8 @@ class MemorySessionRepository(SessionRepository):
         self._logs: dict[str, list[LogEntry]] = {}
         self._usage: dict[tuple[str, str, str, datetime], list] = defaultdict(lambda: [0, 0, 0.0])
         self._workers: dict[str, Worker] = {}
+        self._lease: tuple[str, datetime] | None = None        # scheduler lease: holder, expiry
+        self._ticks: dict[tuple[str, int], str] = {}             # (job, tick) -> holder
 
     # -- helpers (lock held) ------------------------------------------------------
     def _load(self, session_id: str) -> Session:
@@ -243,6 +245,25 @@ class MemorySessionRepository(SessionRepository):
                             known.started_at if known else now)
             self._workers[worker_id] = worker
             return worker
+
+    def claim_tick(self, job, tick, *, holder, lease):
+        with self._lock:
+            now = self._clock()
+            current = self._lease
+            if current is not None and current[0] != holder and current[1] > now:
+                return False
+            self._lease = (holder, now + lease)
+            if (job, tick) in self._ticks:
+                return False
+            self._ticks[(job, tick)] = holder
+            for old in [k for k in self._ticks if k[0] == job and k[1] < tick - 10_000]:
+                del self._ticks[old]
+            return True
+
+    def list_ticks(self, job, *, limit=100):
+        with self._lock:
+            runs = sorted(((t, h) for (j, t), h in self._ticks.items() if j == job), reverse=True)
+        return runs[:limit]
 
     def list_workers(self):
         with self._lock:

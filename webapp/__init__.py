@@ -18,9 +18,11 @@ from .extensions import db, migrate
 from .jsonio import OrjsonProvider
 from .security import install_security
 from .settings import load_settings
-from .runner import install_runner
+from .runner import RUNNER_KEY, install_runner
+from .scheduler import Scheduler
 from .store import CREDENTIALS_KEY, EXTENSION_KEY, build_stores, sqlalchemy_url
 
+SCHEDULER_KEY = "runboard.scheduler"
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = str(ROOT / "migrations")
 # Spelled out (it is Flask's own default for a package run from a checkout) so that
@@ -58,6 +60,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         register_memory_db_command(app)
     app.extensions[EXTENSION_KEY], app.extensions[CREDENTIALS_KEY] = build_stores(app, settings)
     install_runner(app, app.extensions[EXTENSION_KEY], settings, kinds=builtin_kinds())
+    app.extensions[SCHEDULER_KEY] = Scheduler(app.extensions[EXTENSION_KEY], settings,
+                                              holder=app.extensions[RUNNER_KEY].identity.worker_id)
     register_error_handlers(app)
     register_cli(app)
     app.json = OrjsonProvider(app)
@@ -67,6 +71,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)
     return app
+
+
+def start_background_work(app: Flask) -> None:
+    """The runner's pool and monitor, and the scheduler unless RUNBOARD_SCHEDULER=off.
+    Called once per serving process (gunicorn's worker hook); CLI commands and tests
+    never start them unless they ask."""
+    app.extensions[RUNNER_KEY].start()
+    if app.config["RUNBOARD"].scheduler == "on":
+        app.extensions[SCHEDULER_KEY].start()
 
 
 def builtin_kinds() -> tuple:

@@ -49,6 +49,8 @@ class Settings(BaseModel):
     runner_threads: int = Field(4, ge=1, le=256, alias="RUNBOARD_RUNNER_THREADS")
     max_log_entries: int = Field(100_000, ge=1, le=100_000_000, alias="RUNBOARD_MAX_LOG_ENTRIES")
     scheduler: Literal["on", "off"] = Field("on", alias="RUNBOARD_SCHEDULER")
+    sweep_interval: timedelta = Field(timedelta(seconds=30), alias="RUNBOARD_SWEEP_INTERVAL")
+    cleanup_interval: timedelta = Field(timedelta(minutes=15), alias="RUNBOARD_CLEANUP_INTERVAL")
     admin_token: str | None = Field(None, min_length=16, repr=False, alias="RUNBOARD_ADMIN_TOKEN")
     secure_cookies: bool = Field(False, alias="RUNBOARD_SECURE_COOKIES")
 
@@ -73,7 +75,7 @@ class Settings(BaseModel):
         return value
 
     @field_validator("retention", "retention_completed", "retention_failed", "retention_stopped",
-                     "heartbeat_timeout", "stop_grace", mode="before")
+                     "heartbeat_timeout", "stop_grace", "sweep_interval", "cleanup_interval", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         if isinstance(value, timedelta):

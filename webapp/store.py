@@ -72,8 +72,11 @@ def get_credentials() -> CredentialStore:
 def close_repository(app: Flask) -> None:
     """Stop the runner's jobs, then release the store's connections (tests, CLI
     one-shots, graceful shutdown)."""
+    from . import SCHEDULER_KEY
     from .runner import RUNNER_KEY
 
+    if SCHEDULER_KEY in app.extensions:
+        app.extensions[SCHEDULER_KEY].shutdown()
     if RUNNER_KEY in app.extensions:
         app.extensions[RUNNER_KEY].shutdown()
     app.extensions[EXTENSION_KEY].close()

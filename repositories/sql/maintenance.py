@@ -13,12 +13,15 @@ from .. import validation as check
 from ..records import CleanupCounts, UsageRow, Worker
 from ..states import TERMINAL_STATES, State, check_move, cleanup_states
 from ..usage import check_grouping, hour_of
-from .rows import logs, sessions, upsert_worker, usage_rollups, workers
+from .rows import _dialect_insert as _insert
+from .rows import leases, logs, sessions, ticks, upsert_worker, usage_rollups, workers
 from .statements import move_counts
 
 #: Sessions removed per cleanup transaction: each batch removes whole sessions, and the
 #: write lock is released between batches so workers' reports are not held up for seconds.
 CLEANUP_BATCH = 1000
+SCHEDULER = "scheduler"
+TICKS_KEPT = 10_000
 
 
 class SqlMaintenance:
@@ -64,6 +67,36 @@ class SqlMaintenance:
                 move_counts(connection, {State(s): -n for s, n in Counter(r.state for r in rows).items()})
                 removed_sessions += len(rows)
         return CleanupCounts(removed_sessions, removed_entries)
+
+    def claim_tick(self, job, tick, *, holder, lease):
+        with self._tx() as connection:
+            now = self._clock()
+            current = connection.execute(select(leases.c.holder, leases.c.expires_at)
+                                         .where(leases.c.name == SCHEDULER).with_for_update()).first()
+            if current is None:
+                # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT DO NOTHING.
+                inserted = connection.execute(_insert(connection, leases).values(
+                    name=SCHEDULER, holder=holder, expires_at=now + lease)
+                    .on_conflict_do_nothing().returning(leases.c.name)).first()
+                if inserted is None:         # another process created it first
+                    return False
+            elif current.holder != holder and current.expires_at > now:
+                return False
+            else:
+                connection.execute(update(leases).where(leases.c.name == SCHEDULER)
+                                   .values(holder=holder, expires_at=now + lease))
+            ran = connection.execute(_insert(connection, ticks).values(
+                job=job, tick=tick, holder=holder, ran_at=now).on_conflict_do_nothing()
+                .returning(ticks.c.tick)).first() is not None
+            # Keep the record of recent ticks only.
+            connection.execute(delete(ticks).where(ticks.c.job == job, ticks.c.tick < tick - TICKS_KEPT))
+            return bool(ran)
+
+    def list_ticks(self, job, *, limit=100):
+        with self._tx(write=False) as connection:
+            rows = connection.execute(select(ticks.c.tick, ticks.c.holder).where(ticks.c.job == job)
+                                      .order_by(ticks.c.tick.desc()).limit(limit)).all()
+        return [(int(r.tick), r.holder) for r in rows]
 
     def usage(self, *, by, since=None, owner=None):
         check_grouping(by)

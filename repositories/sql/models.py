@@ -162,6 +162,27 @@ class WorkerRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
+class SchedulerLeaseRow(Base):
+    """Which process runs the scheduler's ticks, until when (renewed by every tick it runs)."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SchedulerTickRow(Base):
+    """One row per tick of a scheduled job that ran: its key makes a second run impossible."""
+
+    __tablename__ = "scheduler_ticks"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tick: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    holder: Mapped[str] = mapped_column(String(128))
+    ran_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class ApiTokenRow(Base):
     """A bearer token; only the SHA-256 digest of its secret is stored."""
 

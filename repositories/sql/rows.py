@@ -6,13 +6,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..records import LogEntry, Session
 from ..states import State
-from .models import LogRow, SessionRow, StateCountRow, UsageRollupRow, WorkerRow
+from .models import (LogRow, SchedulerLeaseRow, SchedulerTickRow, SessionRow, StateCountRow, UsageRollupRow,
+                     WorkerRow)
 
 sessions = SessionRow.__table__
 logs = LogRow.__table__
 state_counts = StateCountRow.__table__
 usage_rollups = UsageRollupRow.__table__
 workers = WorkerRow.__table__
+leases = SchedulerLeaseRow.__table__
+ticks = SchedulerTickRow.__table__
 
 SESSION_COLUMNS = [c for c in sessions.c]
 LOG_COLUMNS = [logs.c.seq, logs.c.ts, logs.c.level, logs.c.message, logs.c.fields]

@@ -290,3 +290,43 @@ def test_cleanup_refuses_live_or_unknown_states(repo, state):
     with pytest.raises(ValidationError) as caught:
         repo.cleanup(timedelta(days=1), states=[state])
     assert caught.value.field == "state"
+
+
+LEASE = timedelta(seconds=10)
+
+
+def test_a_tick_runs_once_and_only_under_the_lease(repo, clock):
+    assert repo.claim_tick("sweep", 1, holder="a", lease=LEASE) is True
+    assert repo.claim_tick("sweep", 1, holder="a", lease=LEASE) is False      # never twice
+    assert repo.claim_tick("sweep", 2, holder="b", lease=LEASE) is False      # a holds the lease
+    assert repo.claim_tick("cleanup", 1, holder="a", lease=LEASE) is True     # one lease, many jobs
+    clock.advance(seconds=9)
+    assert repo.claim_tick("sweep", 2, holder="a", lease=LEASE) is True       # renewed
+    clock.advance(seconds=9)
+    assert repo.claim_tick("sweep", 3, holder="b", lease=LEASE) is False      # still a's
+    clock.advance(seconds=2)
+    assert repo.claim_tick("sweep", 3, holder="b", lease=LEASE) is True       # a went silent
+    assert repo.claim_tick("sweep", 4, holder="a", lease=LEASE) is False      # b holds it now
+    assert repo.list_ticks("sweep") == [(3, "b"), (2, "a"), (1, "a")]
+
+
+def test_racing_claims_run_every_tick_exactly_once(repo):
+    import threading
+
+    holders, ticks = [f"p{n}" for n in range(8)], range(1, 26)
+    won: list[tuple[int, str]] = []
+    barrier = threading.Barrier(len(holders))
+
+    def contend(holder):
+        barrier.wait()
+        for tick in ticks:
+            if repo.claim_tick("sweep", tick, holder=holder, lease=timedelta(0)):
+                won.append((tick, holder))
+
+    threads = [threading.Thread(target=contend, args=(h,)) for h in holders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(t for t, _ in won) == list(ticks)
+    assert sorted(repo.list_ticks("sweep")) == sorted(won)
