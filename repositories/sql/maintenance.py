@@ -5,6 +5,7 @@ two schedulers (or a scheduler and the CLI) can run the same sweep at once safel
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from sqlalchemy import delete, func, select, update
@@ -19,7 +20,11 @@ from .statements import move_counts
 
 #: Sessions removed per cleanup transaction: each batch removes whole sessions, and the
 #: write lock is released between batches so workers' reports are not held up for seconds.
-CLEANUP_BATCH = 1000
+CLEANUP_BATCH = 500
+#: SQLite: after each batch, pause for as long as it held the write lock.  A writer in
+#: another process waits in SQLite's busy handler, which sleeps between tries; without a
+#: pause, back-to-back batches win the lock every time and starve it.
+SQLITE_CLEANUP_DUTY_PAUSE = 1.0
 SCHEDULER = "scheduler"
 TICKS_KEPT = 10_000
 
@@ -55,6 +60,7 @@ class SqlMaintenance:
             return CleanupCounts(int(count), int(entries))
         removed_sessions = removed_entries = 0
         while True:
+            began = time.monotonic()
             with self._tx() as connection:
                 rows = connection.execute(
                     select(c.pk, c.state).where(expired).order_by(c.pk).limit(CLEANUP_BATCH)
@@ -66,6 +72,8 @@ class SqlMaintenance:
                 connection.execute(delete(sessions).where(c.pk.in_(pks)))
                 move_counts(connection, {State(s): -n for s, n in Counter(r.state for r in rows).items()})
                 removed_sessions += len(rows)
+            if self.name == "sqlite":
+                time.sleep((time.monotonic() - began) * SQLITE_CLEANUP_DUTY_PAUSE)
         return CleanupCounts(removed_sessions, removed_entries)
 
     def claim_tick(self, job, tick, *, holder, lease):
