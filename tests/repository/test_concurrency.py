@@ -143,6 +143,43 @@ def test_readers_see_a_whole_session_or_none_while_cleanup_runs(make_repo, clock
     assert sum(repo.snapshot().counts.values()) == 0
 
 
+def test_cleanup_beside_writers_removes_only_the_expired_and_fails_no_write(make_repo, clock):
+    """Retention runs while workers report, log, start and finish other sessions: every
+    write succeeds, live and new sessions stay whole, and the usage rollups are untouched."""
+    repo = make_repo()
+    for i in range(80):
+        session = repo.start(repo.create(kind="batch", owner="ana").id)
+        repo.append_logs(session.id, [{"level": "info", "message": str(n)} for n in range(3)])
+        repo.finish(session.id, State.COMPLETED)
+    clock.advance(days=10)
+    live = [repo.start(repo.create(kind="batch", owner="bo").id).id for _ in range(THREADS - 1)]
+    usage_before = repo.usage(by="owner")
+
+    def cleaner():
+        return repo.cleanup(timedelta(days=7))
+
+    def writer(session_id):
+        written = 0
+        for n in range(40):
+            repo.report_progress(session_id, progress={"current": n, "total": 40}, usage={"tokens": 1})
+            repo.append_logs(session_id, [{"level": "info", "message": f"step {n}"}])
+            fresh = repo.start(repo.create(kind="batch", owner="bo").id)
+            repo.finish(fresh.id, State.COMPLETED)
+            written += 1
+        return written
+
+    results = run_together(cleaner, *[lambda s=s: writer(s) for s in live])
+    assert results[0].sessions == 80 and results[1:] == [40] * len(live)
+    for session_id in live:
+        session = repo.get(session_id)
+        assert session.state is State.RUNNING and session.progress["current"] == 39 and session.log_count == 40
+    counts = repo.snapshot().counts
+    assert counts["running"] == len(live) and counts["completed"] == 40 * len(live)
+    tokens = {row.key: row.tokens for row in repo.usage(by="owner")}
+    assert tokens["bo"] == 40 * len(live)
+    assert {r.key: r.sessions for r in usage_before}["ana"] == {r.key: r.sessions for r in repo.usage(by="owner")}["ana"]
+
+
 def test_concurrent_finishes_with_different_states_have_exactly_one_winner(repo):
     targets = [State.COMPLETED, State.FAILED, State.STOPPED] * 3
     for _ in range(8):
