@@ -94,6 +94,10 @@ class CredentialStore(abc.ABC):
     def verify_user(self, name: str, password: str) -> User | None:
         """The user when the password matches, else None."""
 
+    @abc.abstractmethod
+    def has_admin(self) -> bool:
+        """True once at least one admin login exists (the panel is closed until then)."""
+
 
 class MemoryCredentialStore(CredentialStore):
     def __init__(self, clock: Callable[[], datetime] = utcnow):
@@ -148,3 +152,7 @@ class MemoryCredentialStore(CredentialStore):
         if entry and check_password_hash(entry[1], password):
             return entry[0]
         return None
+
+    def has_admin(self):
+        with self._lock:
+            return any(user.is_admin for user, _ in self._users.values())

@@ -13,6 +13,9 @@ from .errors import ValidationError
 from .records import UsageRow
 
 GROUPINGS = ("owner", "kind", "engine")
+#: Also accepted by ``usage(by=...)``: the rollup hour folded to its UTC date
+#: ("2026-01-05"), for charts by day.  Kept out of GROUPINGS, which the API and CLI offer.
+BY_DAY = "day"
 
 
 def engine_of(meta: dict[str, Any]) -> str:
@@ -24,10 +27,23 @@ def hour_of(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
+def day_of(hour: datetime) -> str:
+    return hour.astimezone(timezone.utc).date().isoformat()
+
+
 def check_grouping(by: str) -> int:
+    """The index of the rollup key part ``by`` groups on (3, the hour, for ``day``)."""
+    if by == BY_DAY:
+        return 3
     if by not in GROUPINGS:
-        raise ValidationError("by", f"must be one of {', '.join(GROUPINGS)}")
+        raise ValidationError("by", f"must be one of {', '.join(GROUPINGS + (BY_DAY,))}")
     return GROUPINGS.index(by)
+
+
+def fold_days(rows: Iterable[tuple[datetime, int, int, float]]) -> list[UsageRow]:
+    """Hourly sums ``(hour, sessions, tokens, cost)`` folded into one row per UTC day."""
+    return group_usage((((None, None, None, hour), [s, t, c]) for hour, s, t, c in rows),
+                       by=BY_DAY, since=None, owner=None)
 
 
 def group_usage(rows: Iterable[tuple[tuple, list]], *, by: str, since: datetime | None,
@@ -40,7 +56,7 @@ def group_usage(rows: Iterable[tuple[tuple, list]], *, by: str, since: datetime 
             continue
         if since is not None and key[3] < hour_of(since):
             continue
-        total = totals[key[index]]
+        total = totals[day_of(key[3]) if index == 3 else key[index]]
         total[0] += sessions
         total[1] += tokens
         total[2] += cost

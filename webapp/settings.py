@@ -52,6 +52,8 @@ class Settings(BaseModel):
     sweep_interval: timedelta = Field(timedelta(seconds=30), alias="RUNBOARD_SWEEP_INTERVAL")
     cleanup_interval: timedelta = Field(timedelta(minutes=15), alias="RUNBOARD_CLEANUP_INTERVAL")
     admin_token: str | None = Field(None, min_length=16, repr=False, alias="RUNBOARD_ADMIN_TOKEN")
+    # The first admin's password (gunicorn's first start, or memory:// at app start).
+    admin_password: str | None = Field(None, min_length=8, repr=False, alias="RUNBOARD_ADMIN_PASSWORD")
     secure_cookies: bool = Field(False, alias="RUNBOARD_SECURE_COOKIES")
 
     @field_validator("database_url")

@@ -87,3 +87,7 @@ class SqlCredentialStore(CredentialStore):
         if row and check_password_hash(row.password_hash, password):
             return User(row.name, row.is_admin, row.created_at)
         return None
+
+    def has_admin(self):
+        with self._tx(write=False) as connection:
+            return connection.execute(select(users.c.name).where(users.c.is_admin.is_(True)).limit(1)).first() is not None

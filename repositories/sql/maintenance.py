@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select, update
 from .. import validation as check
 from ..records import CleanupCounts, UsageRow, Worker
 from ..states import TERMINAL_STATES, State, check_move, cleanup_states
-from ..usage import check_grouping, hour_of
+from ..usage import BY_DAY, check_grouping, fold_days, hour_of
 from .rows import _dialect_insert as _insert
 from .rows import leases, logs, sessions, ticks, upsert_worker, usage_rollups, workers
 from .statements import move_counts
@@ -109,7 +109,7 @@ class SqlMaintenance:
     def usage(self, *, by, since=None, owner=None):
         check_grouping(by)
         u = usage_rollups.c
-        key = u[by]
+        key = u.hour if by == BY_DAY else u[by]       # days are folded from hours below
         query = select(key, func.sum(u.sessions), func.sum(u.tokens), func.sum(u.cost)).group_by(key).order_by(key)
         if since is not None:
             query = query.where(u.hour >= hour_of(since))
@@ -117,6 +117,8 @@ class SqlMaintenance:
             query = query.where(u.owner == owner)
         with self._tx(write=False) as connection:
             rows = connection.execute(query).all()
+        if by == BY_DAY:
+            return fold_days((r[0], int(r[1]), int(r[2]), float(r[3])) for r in rows)
         return [UsageRow(r[0], int(r[1]), int(r[2]), round(float(r[3]), 6)) for r in rows]
 
     def heartbeat_worker(self, *, worker_id, host, pid, active=0, rss_bytes=None, version=None):

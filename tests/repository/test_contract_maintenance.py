@@ -126,7 +126,7 @@ def test_usage_can_be_limited_to_one_owner_and_a_start_time(repo, clock):
 
 def test_an_unknown_usage_grouping_is_refused(repo):
     with pytest.raises(ValidationError) as caught:
-        repo.usage(by="day")
+        repo.usage(by="week")
     assert caught.value.field == "by"
 
 
