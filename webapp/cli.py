@@ -79,5 +79,8 @@ def create_user(name, admin, password_stdin):
 
 
 def register_cli(app: Flask) -> None:
+    from .cli_sessions import register_session_cli  # imported late: it reuses _needs_sql from here
+
     app.cli.add_command(tokens)
     app.cli.add_command(users)
+    register_session_cli(app)

@@ -1,0 +1,270 @@
+"""``flask --app wsgi sessions …`` and ``usage …``: look at and tend stored sessions from a shell.
+
+The commands talk to the repository contract only, so they see exactly what the API and
+the panel see.  They need a SQL store: a memory:// store lives inside the server process.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import datetime, timedelta, timezone
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from repositories.errors import RunboardError
+from repositories.records import CleanupCounts, iso, utcnow
+from repositories.states import TERMINAL_STATES, State
+from repositories.usage import GROUPINGS
+
+from .api.sessions import record_stop_request
+from .cli import _needs_sql
+from .retention import apply_retention
+from .runner import get_runner
+from .settings import parse_duration
+from .store import get_repository
+
+sessions = AppGroup("sessions", help="List, inspect, stop, clean up and sweep sessions.")
+usage = AppGroup("usage", help="Token and cost totals from the hourly rollups.")
+
+STATES = [s.value for s in State]
+FINISHED = sorted(s.value for s in TERMINAL_STATES)
+LOG_TAIL = 20
+MAX_DURATION = timedelta(days=36500)        # "now - duration" must stay a valid datetime
+
+
+class Duration(click.ParamType):
+    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` (what the settings accept) → timedelta."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        try:
+            duration = parse_duration(value)
+        except (ValueError, OverflowError) as exc:
+            self.fail(str(exc) if isinstance(exc, ValueError) else "too long", param, ctx)
+        if not timedelta(0) < duration <= MAX_DURATION:
+            self.fail("must be longer than 0s and at most 36500d", param, ctx)
+        return duration
+
+
+DURATION = Duration()
+
+
+class Since(click.ParamType):
+    """A duration back from now (``7d``), a date (``2026-11-01``, midnight UTC) or an ISO
+    time (``2026-11-01T09:00:00Z``; without a zone it is read as UTC)."""
+
+    name = "since"
+
+    def convert(self, value, param, ctx):
+        with contextlib.suppress(click.BadParameter):
+            return utcnow() - DURATION.convert(value, param, ctx)
+        try:
+            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{str(value)[:40]!r} is neither a duration (7d), a date (2026-11-01) "
+                      "nor an ISO time (2026-11-01T09:00:00Z)", param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _repository():
+    _needs_sql()
+    return get_repository()
+
+
+@contextlib.contextmanager
+def _domain_errors():
+    """Domain errors (unknown session, refused transition, bad input) become one clear line."""
+    try:
+        yield
+    except RunboardError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _echo_json(value) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _percent(progress: dict) -> str:
+    percent = progress.get("percent")
+    return f"{percent:.1f}%" if isinstance(percent, (int, float)) and not isinstance(percent, bool) else "-"
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"
+
+
+def _one_line(value, width: int | None = None) -> str:
+    """Keep one entry per line (embedded newlines shown escaped), cut to ``width``."""
+    text = str(value).replace("\r", "\\r").replace("\n", "\\n")
+    return text if width is None or len(text) <= width else text[:width - 1] + "…"
+
+
+def _show_duration(duration: timedelta) -> str:
+    seconds = int(duration.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@sessions.command("list")
+@click.option("--state", type=click.Choice(STATES), help="only sessions in this state")
+@click.option("--owner", help="only sessions of this owner")
+@click.option("--kind", help="only sessions of this kind")
+@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the sessions as a JSON array")
+def list_sessions(state, owner, kind, limit, as_json):
+    """List sessions, newest first."""
+    repository = _repository()
+    with _domain_errors():
+        page = repository.list_sessions(state=State(state) if state else None, owner=owner, kind=kind,
+                                        limit=limit)
+    if as_json:
+        return _echo_json([s.to_dict() for s in page.items])
+    if not page.items:
+        return click.echo("no sessions")
+    _table(["ID", "STATE", "KIND", "OWNER", "LABEL", "PROGRESS", "CREATED"],
+           [[s.id, s.state.value, s.kind, s.owner, _one_line(s.label, 40) or "-", _percent(s.progress),
+             iso(s.created_at)] for s in page.items])
+    if page.next_cursor:
+        click.echo(f"(first {len(page.items)} shown; raise --limit or filter to see more)", err=True)
+
+
+@sessions.command("show")
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True, help='print {"session": …, "entries": [last log entries]}')
+def show_session(session_id, as_json):
+    """Show a session: metadata, progress, result or error, usage, timestamps and its last 20 log lines."""
+    repository = _repository()
+    with _domain_errors():
+        session = repository.get(session_id)
+        entries = repository.read_logs(session.id, after=max(session.log_count - LOG_TAIL, 0),
+                                       limit=LOG_TAIL).entries
+    data = session.to_dict()
+    if as_json:
+        return _echo_json({"session": data, "entries": [e.to_dict() for e in entries]})
+    state = data["state"] + (" (stop requested)" if session.stop_requested else "")
+    fields = [("session", data["id"]), ("kind", data["kind"]), ("label", _one_line(data["label"]) or "-"),
+              ("owner", data["owner"]), ("state", state),
+              ("progress", f"{_percent(session.progress)}  {json.dumps(session.progress)}"),
+              ("meta", json.dumps(session.meta)), ("params", json.dumps(session.params)),
+              ("result", json.dumps(session.result) if session.result is not None else "-"),
+              ("error", _one_line(session.error) if session.error else "-"),
+              ("usage", f"{session.usage.get('tokens', 0):,} tokens, cost {session.usage.get('cost', 0.0):.6f}")]
+    fields += [(name.removesuffix("_at"), data[name] or "-")
+               for name in ("created_at", "started_at", "updated_at", "finished_at", "heartbeat_at")]
+    for name, value in fields:
+        click.echo(f"{name:<10}{value}")
+    click.echo(f"\nlogs: {_plural(session.log_count, 'entry', 'entries')}"
+               + (f", the last {len(entries)}:" if entries else ""))
+    for entry in entries:
+        click.echo(f"{iso(entry.ts)} {entry.level.upper()} {_one_line(entry.message)}")
+
+
+@sessions.command("stop")
+@click.argument("session_id")
+def stop_session(session_id):
+    """Cancel a pending session, or ask a running one to stop (its worker finishes it as stopped)."""
+    repository = _repository()
+    with _domain_errors():
+        session = repository.get(session_id)
+        if session.state.is_terminal:
+            raise click.ClickException(f"session {session.id} is {session.state}; there is nothing to stop")
+        again = " again" if session.stop_requested else ""
+        record_stop_request(session.id, "cli", "admin")
+        session = repository.request_stop(session.id)
+    get_runner().notify_stop(session.id)
+    if session.state is State.STOPPED:
+        click.echo(f"session {session.id} was pending: stopped before it ran")
+    else:
+        click.echo(f"session {session.id} is running: stop requested{again}; its worker will finish it as stopped")
+
+
+def _check_finished(ctx, param, values):
+    live = [v for v in values if v not in FINISHED]
+    if live:
+        raise click.BadParameter(f"cleanup removes finished sessions only ({', '.join(FINISHED)}), "
+                                 f"not {', '.join(live)}", ctx, param)
+    return values
+
+
+@sessions.command("cleanup")
+@click.option("--older-than", type=DURATION,
+              help="remove sessions finished longer ago than this (e.g. 7d); default: the retention settings")
+@click.option("--state", "states", multiple=True, type=click.Choice(STATES), callback=_check_finished,
+              metavar=f"[{'|'.join(FINISHED)}]", help="only this finished state (repeatable); default: all")
+@click.option("--dry-run", is_flag=True, help="count what would be removed, remove nothing")
+@click.option("--json", "as_json", is_flag=True, help="print the counts as JSON")
+def cleanup_sessions(older_than, states, dry_run, as_json):
+    """Remove finished sessions (with their logs) past their retention; usage rollups are kept.
+
+    Without --older-than, RUNBOARD_RETENTION and its per-state overrides
+    (RUNBOARD_RETENTION_COMPLETED, _FAILED, _STOPPED) decide."""
+    repository = _repository()
+    settings = current_app.config["RUNBOARD"]
+    wanted = sorted(set(states)) or FINISHED
+    ages = {state: older_than or settings.retention_for(state) for state in wanted}
+    with _domain_errors():
+        if older_than is None and not states:
+            counts = apply_retention(repository, settings, dry_run=dry_run)
+        else:       # one call per state: each state may be kept for a different time
+            found = [repository.cleanup(ages[state], states=[state], dry_run=dry_run) for state in wanted]
+            counts = CleanupCounts(sum(c.sessions for c in found), sum(c.log_entries for c in found))
+    if as_json:
+        return _echo_json({"sessions": counts.sessions, "log_entries": counts.log_entries, "dry_run": dry_run})
+    which = "" if wanted == FINISHED else "/".join(wanted) + " "
+    rule = (f"{which}sessions finished over {_show_duration(ages[wanted[0]])} ago" if len(set(ages.values())) == 1
+            else "retention: " + ", ".join(f"{state} {_show_duration(age)}" for state, age in ages.items()))
+    click.echo(f"{'would remove' if dry_run else 'removed'} {_plural(counts.sessions, 'session', 'sessions')} "
+               f"and {_plural(counts.log_entries, 'log entry', 'log entries')} ({rule})")
+
+
+@sessions.command("sweep")
+@click.option("--timeout", type=DURATION, help="heartbeat age that counts as lost; default: RUNBOARD_HEARTBEAT_TIMEOUT")
+@click.option("--json", "as_json", is_flag=True, help='print {"failed": [ids]}')
+def sweep_sessions(timeout, as_json):
+    """Fail running sessions whose heartbeat is older than the timeout ("heartbeat lost")."""
+    repository = _repository()
+    timeout = timeout or current_app.config["RUNBOARD"].heartbeat_timeout
+    failed = repository.sweep_heartbeats(timeout)
+    if as_json:
+        return _echo_json({"failed": failed})
+    for session_id in failed:
+        click.echo(f"{session_id} failed: heartbeat lost")
+    if failed:
+        click.echo(f"failed {_plural(len(failed), 'session', 'sessions')} silent for more than "
+                   f"{_show_duration(timeout)}")
+    else:
+        click.echo("no running session has lost its heartbeat")
+
+
+@usage.command("report")
+@click.option("--by", type=click.Choice(GROUPINGS), default="owner", show_default=True)
+@click.option("--since", type=Since(), help="from this time on: 7d (ago), 2026-11-01 or 2026-11-01T09:00:00Z")
+@click.option("--json", "as_json", is_flag=True, help="print the rows as a JSON array")
+def usage_report(by, since, as_json):
+    """Sessions, tokens and cost per owner, kind or engine (rollups survive session cleanup)."""
+    repository = _repository()
+    with _domain_errors():
+        rows = repository.usage(by=by, since=since)
+    if as_json:
+        return _echo_json([{"key": r.key, "sessions": r.sessions, "tokens": r.tokens, "cost": r.cost}
+                           for r in rows])
+    if not rows:
+        return click.echo("no usage recorded" + (f" since {iso(since)}" if since else ""))
+    _table([by.upper(), "SESSIONS", "TOKENS", "COST"],
+           [[r.key or "(none)", f"{r.sessions:,}", f"{r.tokens:,}", f"{r.cost:.6f}"] for r in rows])
+
+
+def register_session_cli(app: Flask) -> None:
+    app.cli.add_command(sessions)
+    app.cli.add_command(usage)
