@@ -97,3 +97,12 @@ def test_empty_variables_count_as_unset():
 
 def test_scheduler_accepts_on_and_off_in_any_case():
     assert load_settings({"RUNBOARD_SCHEDULER": " OFF "}).scheduler == "off"
+
+
+def test_a_duration_past_a_hundred_years_is_refused_by_name():
+    from repositories.errors import ConfigurationError
+    from webapp.settings import load_settings
+
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({"RUNBOARD_RETENTION": "99999999d"})
+    assert str(caught.value).startswith("RUNBOARD_RETENTION: ")

@@ -22,7 +22,8 @@ from .api.sessions import record_stop_request
 from .cli import _needs_sql
 from .retention import apply_retention
 from .runner import get_runner
-from .settings import parse_duration
+from .logtext import log_line, one_line
+from .settings import MAX_DURATION, parse_duration
 from .store import get_repository
 
 sessions = AppGroup("sessions", help="List, inspect, stop, clean up and sweep sessions.")
@@ -31,7 +32,6 @@ usage = AppGroup("usage", help="Token and cost totals from the hourly rollups.")
 STATES = [s.value for s in State]
 FINISHED = sorted(s.value for s in TERMINAL_STATES)
 LOG_TAIL = 20
-MAX_DURATION = timedelta(days=36500)        # "now - duration" must stay a valid datetime
 
 
 class Duration(click.ParamType):
@@ -42,8 +42,8 @@ class Duration(click.ParamType):
     def convert(self, value, param, ctx):
         try:
             duration = parse_duration(value)
-        except (ValueError, OverflowError) as exc:
-            self.fail(str(exc) if isinstance(exc, ValueError) else "too long", param, ctx)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
         if not timedelta(0) < duration <= MAX_DURATION:
             self.fail("must be longer than 0s and at most 36500d", param, ctx)
         return duration
@@ -103,8 +103,8 @@ def _plural(count: int, one: str, many: str) -> str:
 
 
 def _one_line(value, width: int | None = None) -> str:
-    """Keep one entry per line (embedded newlines shown escaped), cut to ``width``."""
-    text = str(value).replace("\r", "\\r").replace("\n", "\\n")
+    """One line (see ``logtext.one_line``), cut to ``width``."""
+    text = one_line(value)
     return text if width is None or len(text) <= width else text[:width - 1] + "…"
 
 
@@ -167,7 +167,7 @@ def show_session(session_id, as_json):
     click.echo(f"\nlogs: {_plural(session.log_count, 'entry', 'entries')}"
                + (f", the last {len(entries)}:" if entries else ""))
     for entry in entries:
-        click.echo(f"{iso(entry.ts)} {entry.level.upper()} {_one_line(entry.message)}")
+        click.echo(log_line(entry))
 
 
 @sessions.command("stop")

@@ -19,12 +19,22 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 SCHEMES = ("memory://", "sqlite:///", "postgresql+psycopg://", "postgresql://")
 
 
+MAX_DURATION = timedelta(days=36500)        # "now - duration" must stay a valid datetime
+
+
 def parse_duration(text: str) -> timedelta:
-    """``30s``, ``15m``, ``1h``, ``7d``, ``2w`` → timedelta; anything else is a ValueError."""
+    """``30s``, ``15m``, ``1h``, ``7d``, ``2w`` → timedelta, at most 36500 days; anything
+    else is a ValueError."""
     match = _DURATION.match(str(text))
     if not match:
         raise ValueError(f"malformed duration {str(text)[:40]!r} (use e.g. 30s, 15m, 7d)")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        duration = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        duration = MAX_DURATION * 2
+    if duration > MAX_DURATION:
+        raise ValueError("must be at most 36500d")
+    return duration
 
 
 def store_kind(url: str) -> str:

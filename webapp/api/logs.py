@@ -7,6 +7,7 @@ from flask import Response
 
 from repositories.records import LogInput, Session, iso
 
+from ..logtext import log_line, one_line
 from ..store import get_repository
 from . import bp
 from . import schemas as s
@@ -57,20 +58,15 @@ def _text_lines(session: Session, entries):
               ("owner", session.owner), ("state", session.state.value),
               ("created_at", iso(session.created_at)), ("started_at", iso(session.started_at)),
               ("finished_at", iso(session.finished_at)), ("log_count", session.log_count)]
-    yield "".join(f"# {key}: {_one_line(value)}\n" for key, value in header) + "\n"
+    yield "".join(f"# {key}: {one_line(value)}\n" for key, value in header) + "\n"
     chunk = []
     for entry in entries:
-        chunk.append(f"{iso(entry.ts)} {entry.level.upper()} {_one_line(entry.message)}\n")
+        chunk.append(log_line(entry) + "\n")
         if len(chunk) >= DOWNLOAD_BATCH:
             yield "".join(chunk)
             chunk = []
     if chunk:
         yield "".join(chunk)
-
-
-def _one_line(value) -> str:
-    """Keep one entry per line: embedded newlines are shown escaped."""
-    return "" if value is None else str(value).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _json_lines(session: dict, entries):
