@@ -215,3 +215,23 @@ def test_a_submission_after_shutdown_is_stopped_not_left_pending(app):
     client = app.test_client()
     created = submit(client, "late")
     assert session_of(client, created["id"])["state"] == "stopped"
+
+
+def test_a_session_slow_to_start_is_not_mistaken_for_one_finalized_elsewhere(app, monkeypatch):
+    """The monitor polls every tick; a start that commits later than that must still run."""
+    import time as clock
+
+    repository = app.extensions["runboard"]
+    real_start = repository.start
+
+    def slow_start(session_id):
+        clock.sleep(0.4)                     # longer than the monitor's tick and stop poll
+        return real_start(session_id)
+
+    monkeypatch.setattr(repository, "start", slow_start)
+    runner_of(app).kinds.register(JobKind("quick", lambda context, params: {"ok": 1}, AnyParams))
+    runner_of(app).start()
+    client = app.test_client()
+    session_id = submit(client, "quick")["id"]
+    done = wait_for(lambda: finished(client, session_id))
+    assert done["state"] == "completed" and done["result"] == {"ok": 1}

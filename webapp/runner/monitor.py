@@ -65,7 +65,7 @@ class Monitor(threading.Thread):
         except SessionNotFound:
             context.abandon()
             return
-        if session.state is not State.RUNNING:
+        if session.state.is_terminal:
             context.abandon()                  # finalized elsewhere, e.g. by the sweeper
         elif session.stop_requested:
             self.runner.ask_to_stop(context, "stop requested")

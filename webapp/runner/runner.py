@@ -107,7 +107,10 @@ class Runner:
             job = self._jobs.get()
             if job is None:
                 return
-            self._run(*job)
+            try:
+                self._run(*job)
+            except Exception:                   # noqa: BLE001 - the store failed; keep the thread
+                log.exception("runner could not start session %s", job[0])
 
     # -- running a job ------------------------------------------------------------------
     def _run(self, session_id: str, kind: JobKind, params: pydantic.BaseModel) -> None:
@@ -116,12 +119,20 @@ class Runner:
             self._queued.discard(session_id)
             if self._closing:
                 return                          # shutdown finishes queued sessions itself
-            self._active[session_id] = context
         try:
-            try:
-                self.repository.start(session_id)
-            except (InvalidTransition, SessionNotFound):
-                return                          # cancelled or removed while queued
+            self.repository.start(session_id)
+        except (InvalidTransition, SessionNotFound):
+            return                              # cancelled or removed while queued
+        # Watched only once it is running: the monitor takes any other state to mean
+        # "finalized elsewhere" and would abandon a session that is still starting.
+        with self._lock:
+            closing = self._closing
+            if not closing:
+                self._active[session_id] = context
+        if closing:
+            self._finish_unstarted(session_id, "the server shut down before the job started")
+            return
+        try:
             context.meta(runner=self.identity.as_meta())
             context.log("info", f"started by {self.identity.worker_id}", kind=kind.name)
             self._execute(context, kind, params)
