@@ -149,9 +149,15 @@ def check_log_batch(entries: Iterable[LogInput | dict[str, Any]]) -> list[LogInp
     return batch
 
 
+_LOG_KEYS = frozenset({"level", "message", "fields"})
+
+
 def _log_input(index: int, entry: Any) -> LogInput:
     if type(entry) is LogInput:
         return entry
+    if type(entry) is dict and entry.keys() <= _LOG_KEYS and "level" in entry and "message" in entry:
+        fields = entry.get("fields")             # the common, well-formed case in one step
+        return LogInput(entry["level"], entry["message"], {} if fields is None else fields)
     if not isinstance(entry, dict):
         raise ValidationError(f"entries[{index}]", "must be an object with level and message")
     unknown = set(entry) - {"level", "message", "fields"}

@@ -5,7 +5,7 @@ import json
 
 from flask import Response
 
-from repositories.records import LogInput, Session, iso
+from repositories.records import Session, iso
 
 from ..logtext import log_line, one_line
 from ..store import get_repository
@@ -23,8 +23,7 @@ DOWNLOAD_BATCH = 1000
           roles=frozenset({ADMIN, WORKER}), body=s.LogBatch, response=s.AppendOut, status=201,
           errors=(400, 401, 403, 404, 409, 413, 415), max_body=TEN_MIB)
 def append_logs(principal, session_id, body: s.LogBatch):
-    entries = [LogInput(e.level, e.message, e.fields or {}) for e in body.entries]
-    appended = get_repository().append_logs(session_id, entries)
+    appended = get_repository().append_logs(session_id, body.entries)
     return respond({"first_seq": appended.first_seq, "last_seq": appended.last_seq}, 201)
 
 

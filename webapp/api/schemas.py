@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
+from typing_extensions import NotRequired, TypedDict
+
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt,
                       StrictStr)
 
@@ -61,10 +63,14 @@ class ProgressReport(Body):
     usage: Usage | None = None
 
 
-class LogEntryIn(Body):
+class LogEntryIn(TypedDict):
+    """A TypedDict, not a model: batches of a thousand validate into plain dicts, which the
+    store takes as they are (a model per entry cost more than storing it)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
     level: LogLevel
-    message: StrictStr = Field(max_length=8192)
-    fields: JsonObject | None = None
+    message: Annotated[StrictStr, Field(max_length=8192)]
+    fields: NotRequired[JsonObject | None]
 
 
 class LogBatch(Body):
