@@ -58,6 +58,17 @@ def on_starting(server):
         _fail(str(exc))
 
 
+def when_ready(server):
+    """Once, in the master, before any worker serves: a first start with no admin login
+    creates ``admin`` (password printed once, or RUNBOARD_ADMIN_PASSWORD)."""
+    from webapp.admin.bootstrap import ensure_first_admin
+
+    try:
+        ensure_first_admin(_settings)
+    except Exception as exc:  # noqa: BLE001 - e.g. `flask db upgrade` not run yet; the panel explains
+        server.log.warning("runboard: could not create the first admin login: %s", str(exc).splitlines()[0][:200])
+
+
 def nworkers_changed(server, new_value, old_value):
     """A TTIN signal must not give the memory store a second process either (the first
     call, while gunicorn sets itself up, is left to ``on_starting``)."""

@@ -67,9 +67,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json = OrjsonProvider(app)
 
     from . import health
+    from .admin import install_admin
     from .api import bp as api_bp
     app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)
+    install_admin(app)
     return app
 
 

@@ -8,7 +8,7 @@ traceback and answered with a bare 500: no internals ever reach a client.
 """
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from repositories.errors import RunboardError
@@ -22,6 +22,9 @@ STATUS_BY_CODE = {
 
 
 def error_response(status: int, code: str, message: str):
+    """JSON everywhere, except an HTML page for the admin panel's pages (under /admin)."""
+    if request and (request.path == "/admin" or request.path.startswith("/admin/")):
+        return render_template("admin/error.html", status=status, code=code, message=message), status
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
     return response
@@ -41,7 +44,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        response = error_response(exc.code or 500, _http_code(exc), exc.description or exc.name)
+        response = app.make_response(error_response(exc.code or 500, _http_code(exc), exc.description or exc.name))
         for key, value in exc.get_headers():      # WWW-Authenticate on 401, Allow on 405
             if key.lower() != "content-type":
                 response.headers[key] = value
