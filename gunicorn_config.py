@@ -78,9 +78,16 @@ def nworkers_changed(server, new_value, old_value):
 
 
 def post_worker_init(worker):
-    """The app is loaded in this worker: start its job runner and scheduler."""
+    """The app is loaded in this worker: start its job runner and scheduler, whose
+    messages go to gunicorn's error log."""
+    import logging
+
     from webapp import start_background_work
 
+    ours = logging.getLogger("runboard")
+    ours.handlers = list(worker.log.error_log.handlers)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
     start_background_work(worker.wsgi)
 
 

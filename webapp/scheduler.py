@@ -64,6 +64,7 @@ class Scheduler:
         try:
             if not self.repository.claim_tick(name, number, holder=self.holder, lease=self.lease):
                 return False
+            log.info("%s tick %d runs in %s", name, number, self.holder)
             work()
             return True
         except Exception:                       # noqa: BLE001 - a failed tick must not stop the next

@@ -22,7 +22,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "gunicorn-runner-test-admin-token-0123456789"
 #: gunicorn's ``%(p)s`` is ``<pid>`` of the worker that served the request.
 ACCESS_FORMAT = "%(p)s %(m)s %(U)s %(s)s"
