@@ -1,6 +1,8 @@
 """Login, logout, the closed-by-default panel, the login throttle and the HTML error pages."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import ADMIN, PASSWORD, build_app, login, text
@@ -75,7 +77,7 @@ def test_login_attempts_are_rate_limited_per_address_with_a_429_page(store_url):
         assert refused.mimetype == "text/html" and int(refused.headers["Retry-After"]) >= 1
         assert 'data-status="429"' in refused.get_data(as_text=True)
         other = app.test_client()
-        assert login(other, ADMIN, PASSWORD, ).status_code == 429         # same address
+        assert login(other, ADMIN, PASSWORD).status_code == 429         # same address
         assert app.test_client().post("/admin/login", data={"name": ADMIN, "password": PASSWORD},
                                       environ_base={"REMOTE_ADDR": "10.0.0.9"}).status_code == 302
         assert client.get("/admin/login").status_code == 200              # only POSTs count
@@ -121,9 +123,21 @@ def test_the_api_keeps_its_json_errors(client):
     assert response.status_code == 401 and response.json["error"]["code"] == "unauthorized"
 
 
-def test_pages_have_one_h1_a_lang_and_a_skip_link(client):
-    for path in ["/admin/", "/admin/history", "/admin/workers", "/admin/usage", "/admin/nope"]:
+def test_the_panels_script_and_styles_are_static_files(client):
+    for path in ["/static/admin.js", "/static/admin.css"]:
+        response = client.get(path)
+        assert response.status_code == 200
+        response.close()
+
+
+def test_pages_have_one_h1_a_lang_and_a_skip_link(client, app):
+    repo = app.extensions["runboard"]
+    session = repo.start(repo.create(kind="batch", owner="ana").id)
+    repo.append_logs(session.id, [{"level": "info", "message": "<b onclick=x>"}])
+    for path in ["/admin/", "/admin/history", "/admin/workers", "/admin/usage", "/admin/nope",
+                 f"/admin/sessions/{session.id}", f"/admin/sessions/{session.id}/stop", "/admin/login"]:
         page = client.get(path).get_data(as_text=True)
         assert page.count("<h1") == 1, path
         assert '<html lang="en">' in page and 'id="skip-link" href="#main"' in page
-        assert "style=" not in page and "onclick" not in page and "<script>" not in page
+        assert not re.search(r"<[^>]*\s(style|onclick)=", page) and "<script>" not in page, path
+    assert "&lt;b onclick=x&gt;" in client.get(f"/admin/sessions/{session.id}").get_data(as_text=True)

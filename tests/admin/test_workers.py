@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from conftest import clock_at
 from repositories.records import utcnow
-from datetime import timedelta
 
 
 def test_workers_show_their_health_and_stale_ones_are_highlighted(client, repo):

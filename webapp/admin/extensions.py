@@ -7,6 +7,7 @@ werkzeug's ProxyFix so ``remote_addr`` is the client's.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 from flask import Flask, current_app, request
@@ -24,12 +25,23 @@ LOGIN_LIMIT = "10/minute"
 class LoginThrottle:
     def __init__(self, limit: str = LOGIN_LIMIT):
         self.item = parse(limit)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._lock = threading.Lock()
+        self._limiter: MovingWindowRateLimiter | None = None
+
+    @property
+    def limiter(self) -> MovingWindowRateLimiter:
+        """Made on the first login attempt: the storage starts an expiry timer thread, which
+        CLI commands and most apps never need."""
+        with self._lock:
+            if self._limiter is None:
+                self._limiter = MovingWindowRateLimiter(MemoryStorage())
+            return self._limiter
 
     def hit(self, client: str) -> None:
         """Count one attempt; TooManyRequests (429 with Retry-After) once over the limit."""
-        if not self.limiter.hit(self.item, "login", client):
-            reset = self.limiter.get_window_stats(self.item, "login", client).reset_time
+        limiter = self.limiter
+        if not limiter.hit(self.item, "login", client):
+            reset = limiter.get_window_stats(self.item, "login", client).reset_time
             retry = TooManyRequests("too many login attempts; wait a minute and try again")
             retry.retry_after = max(int(reset - time.time()) + 1, 1)
             raise retry

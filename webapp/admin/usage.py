@@ -31,8 +31,8 @@ def since_day(args, today: date) -> tuple[date, str]:
 
 @bp.get("/usage")
 def usage():
-    """Three LIMIT-free but bounded reads: the hourly rollups since the chosen day, grouped
-    by owner, by kind and by day (at most 366 days × 24 hours are summed)."""
+    """Three reads of the hourly rollups since the chosen day (at most a year back), grouped
+    by owner, by kind and by day; sessions are never scanned."""
     today = utcnow().date()
     first, span = since_day(request.args, today)
     metric = request.args.get("metric") if request.args.get("metric") in METRICS else "tokens"
