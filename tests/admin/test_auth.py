@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import ADMIN, PASSWORD, build_app, login, text
+from admin_support import ADMIN, PASSWORD, build_app, login, text
 from webapp.store import CREDENTIALS_KEY, close_repository
 
 PAGES = ["/admin/", "/admin/overview/fragment", "/admin/history", "/admin/workers", "/admin/usage",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from conftest import build_app, login
+from admin_support import build_app, login
 from repositories.credentials import MemoryCredentialStore
 from repositories.sql import SqlSessionRepository
 from repositories.sql.credentials import SqlCredentialStore

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import ADMIN, PASSWORD, build_app
+from admin_support import ADMIN, PASSWORD, build_app
 from job_support import paused_runner
 from webapp.store import CREDENTIALS_KEY, EXTENSION_KEY, close_repository
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import ADMIN, text
+from admin_support import ADMIN, text
 from repositories.states import State
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from conftest import clock_at
+from admin_support import clock_at
 from repositories.states import State
 
 ROW = re.compile(r'data-testid="history-row" data-session-id="([^"]+)"')

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import ADMIN, text
+from admin_support import ADMIN, text
 from repositories.states import State
 from webapp.runner import RUNNER_KEY
 

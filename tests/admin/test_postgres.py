@@ -6,7 +6,7 @@ from datetime import datetime, time, timezone
 
 import pytest
 
-from conftest import ADMIN, PASSWORD, build_app, login
+from admin_support import ADMIN, PASSWORD, build_app, login
 from job_support import paused_runner
 from repositories.records import utcnow
 from repositories.states import State

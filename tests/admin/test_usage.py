@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, time, timedelta, timezone
 
-from conftest import clock_at
+from admin_support import clock_at
 from repositories.records import utcnow
 
 BAR = re.compile(r'data-testid="usage-bar" data-day="([\d-]+)" data-value="([\d.]+)"')

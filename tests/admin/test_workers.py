@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from conftest import clock_at
+from admin_support import clock_at
 from repositories.records import utcnow
 
 

@@ -5,7 +5,7 @@ import threading
 
 from hypothesis import given, settings, strategies as st
 
-from conftest import wait_for
+from runner_support import wait_for
 from repositories.memory import MemorySessionRepository
 from repositories.merge import merge_progress
 from webapp.runner.context import RunContext, compose
@@ -135,7 +135,7 @@ def test_concurrent_flushes_from_the_job_and_the_monitor_keep_log_order():
 
 
 def test_the_runner_heartbeats_a_job_that_reports_nothing(app_factory):
-    from conftest import runner_of, AUTH
+    from runner_support import runner_of, AUTH
     from job_support import Gate
 
     app = app_factory(RUNBOARD_HEARTBEAT_TIMEOUT="1s")
@@ -153,7 +153,7 @@ def test_the_runner_heartbeats_a_job_that_reports_nothing(app_factory):
 
 
 def test_the_process_registers_itself_as_a_worker(app):
-    from conftest import runner_of, AUTH
+    from runner_support import runner_of, AUTH
 
     runner_of(app).start()
     client = app.test_client()

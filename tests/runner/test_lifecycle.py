@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from conftest import AUTH, finished, runner_of, session_of, wait_for
+from runner_support import AUTH, finished, runner_of, session_of, wait_for
 from job_support import AnyParams, Gate
 from repositories.states import State
 from webapp.runner import JobFailed, JobKind, Params

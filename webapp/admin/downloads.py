@@ -2,9 +2,7 @@
 the admin login instead of a bearer token."""
 from __future__ import annotations
 
-from flask import Response
-
-from ..api.logs import DOWNLOAD_BATCH, _json_lines, _text_lines
+from ..downloads import download_response
 from ..store import get_repository
 from . import bp
 
@@ -13,12 +11,4 @@ from . import bp
 def download_logs(session_id, fmt):
     """Streamed in batches, whatever the log size; the header has the stored state."""
     session = get_repository().get(session_id)
-    entries = get_repository().iter_logs(session_id, batch_size=DOWNLOAD_BATCH)
-    if fmt == "json":
-        body, mimetype = _json_lines(session.to_dict(include_cost=True), entries), "application/json"
-    else:
-        body, mimetype = _text_lines(session, entries), "text/plain; charset=utf-8"
-    response = Response(body, mimetype=mimetype)
-    response.headers["Content-Disposition"] = f'attachment; filename="runboard-{session.id}.{fmt}"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return download_response(session, session.to_dict(include_cost=True), fmt)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import current_app
 
 from repositories.errors import ValidationError
 from repositories.records import iso, utcnow
@@ -13,7 +12,7 @@ from . import bp
 from . import schemas as s
 from .auth import ADMIN, USER, WORKER
 from .endpoints import endpoint
-from .views import respond, session_json, worker_json
+from .views import respond, session_json, stale_after, worker_json
 
 ADMINS = frozenset({ADMIN})
 
@@ -32,14 +31,14 @@ def snapshot(principal, query: s.SnapshotQuery):
           errors=(400, 401, 403, 413, 415))
 def worker_heartbeat(principal, body: s.WorkerHeartbeat):
     worker = get_repository().heartbeat_worker(**body.model_dump())
-    return respond(worker_json(worker, worker.last_seen, _stale_after()))
+    return respond(worker_json(worker, worker.last_seen, stale_after()))
 
 
 @endpoint(bp, "GET", "/workers", summary="Known workers and their heartbeat health", roles=ADMINS,
           response=s.WorkerList, errors=(401, 403))
 def list_workers(principal):
     now = utcnow()
-    return respond({"workers": [worker_json(w, now, _stale_after()) for w in get_repository().list_workers()]})
+    return respond({"workers": [worker_json(w, now, stale_after()) for w in get_repository().list_workers()]})
 
 
 @endpoint(bp, "GET", "/usage", summary="Token and cost totals by owner, kind or engine",
@@ -50,10 +49,6 @@ def usage(principal, query: s.UsageQuery):
     rows = get_repository().usage(by=query.by, since=_parse_since(query.since), owner=owner)
     return respond({"rows": [{"key": r.key, "sessions": r.sessions, "tokens": r.tokens,
                               **({"cost": r.cost} if principal.sees_cost else {})} for r in rows]})
-
-
-def _stale_after():
-    return current_app.config["RUNBOARD"].heartbeat_timeout * 2
 
 
 def _parse_since(text: str | None) -> datetime | None:

@@ -1,13 +1,7 @@
 """Log routes: append, page through, and stream a download of any size in flat memory."""
 from __future__ import annotations
 
-import json
-
-from flask import Response
-
-from repositories.records import Session, iso
-
-from ..logtext import log_line, one_line
+from ..downloads import download_response
 from ..store import get_repository
 from . import bp
 from . import schemas as s
@@ -16,7 +10,6 @@ from .endpoints import endpoint
 from .views import respond, session_json
 
 TEN_MIB = 10 * 1024 * 1024
-DOWNLOAD_BATCH = 1000
 
 
 @endpoint(bp, "POST", "/sessions/{session_id}/logs", summary="Append 1–1000 log entries",
@@ -41,40 +34,4 @@ def download_logs(principal, session_id, query: s.DownloadQuery):
     """Streamed in batches: memory stays flat whatever the log size.  The header carries the
     session's stored state as read when the download began."""
     session = visible_session(principal, session_id)
-    entries = get_repository().iter_logs(session_id, batch_size=DOWNLOAD_BATCH)
-    if query.format == "json":
-        body, mimetype = _json_lines(session_json(session, principal), entries), "application/json"
-    else:
-        body, mimetype = _text_lines(session, entries), "text/plain; charset=utf-8"
-    response = Response(body, mimetype=mimetype)
-    response.headers["Content-Disposition"] = f'attachment; filename="runboard-{session.id}.{query.format}"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _text_lines(session: Session, entries):
-    header = [("session", session.id), ("kind", session.kind), ("label", session.label),
-              ("owner", session.owner), ("state", session.state.value),
-              ("created_at", iso(session.created_at)), ("started_at", iso(session.started_at)),
-              ("finished_at", iso(session.finished_at)), ("log_count", session.log_count)]
-    yield "".join(f"# {key}: {one_line(value)}\n" for key, value in header) + "\n"
-    chunk = []
-    for entry in entries:
-        chunk.append(log_line(entry) + "\n")
-        if len(chunk) >= DOWNLOAD_BATCH:
-            yield "".join(chunk)
-            chunk = []
-    if chunk:
-        yield "".join(chunk)
-
-
-def _json_lines(session: dict, entries):
-    yield '{"session": ' + json.dumps(session) + ', "entries": ['
-    chunk, first = [], True
-    for entry in entries:
-        chunk.append(("" if first else ",") + json.dumps(entry.to_dict()))
-        first = False
-        if len(chunk) >= DOWNLOAD_BATCH:
-            yield "".join(chunk)
-            chunk = []
-    yield "".join(chunk) + "]}"
+    return download_response(session, session_json(session, principal), query.format)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from werkzeug.exceptions import Forbidden
 
-from repositories.errors import InvalidTransition, LogLimitExceeded, ValidationError
+from repositories.errors import InvalidTransition, LogLimitExceeded
 from repositories.states import State
 
 from ..runner import get_kinds, get_runner
+from ..sessions_service import start_registered_run
 from ..store import get_repository
 from . import bp
 from . import schemas as s
@@ -25,17 +26,15 @@ def create_session(principal, body: s.CreateSession):
     """Users create registered kinds as themselves; staff create any kind for anyone.
     A registered kind is queued on this process's runner; its params are validated first,
     so a bad param stores nothing."""
-    kind = get_kinds().get(body.kind)
-    if principal.role == USER:
-        if body.owner not in (None, principal.owner):
-            raise Forbidden("users create sessions as themselves only")
-        if kind is None:
-            raise ValidationError("kind", f"unknown kind; registered kinds: {', '.join(get_kinds().names()) or 'none'}")
-    params = get_runner().validate(kind, body.params) if kind is not None else None
-    session = get_repository().create(kind=body.kind, owner=body.owner or principal.owner, label=body.label,
-                                      params=body.params, meta=body.meta)
-    if kind is not None:
-        get_runner().submit(session.id, kind, params)
+    if principal.role == USER and body.owner not in (None, principal.owner):
+        raise Forbidden("users create sessions as themselves only")
+    owner = body.owner or principal.owner
+    if body.kind in get_kinds() or principal.role == USER:     # users may create registered kinds only
+        session = start_registered_run(body.kind, owner=owner, label=body.label, params=body.params,
+                                       meta=body.meta)
+    else:
+        session = get_repository().create(kind=body.kind, owner=owner, label=body.label, params=body.params,
+                                          meta=body.meta)
     return respond(session_json(session, principal), 201)
 
 

@@ -21,6 +21,11 @@ def respond(payload, status: int = 200):
     return current_app.response_class(encode(payload), status=status, mimetype="application/json")
 
 
+def stale_after() -> timedelta:
+    """A worker silent for twice the heartbeat timeout is shown stale."""
+    return current_app.config["RUNBOARD"].heartbeat_timeout * 2
+
+
 def worker_json(worker: Worker, now: datetime, stale_after: timedelta) -> dict:
     return {"worker_id": worker.worker_id, "host": worker.host, "pid": worker.pid,
             "active": worker.active, "rss_bytes": worker.rss_bytes, "version": worker.version,

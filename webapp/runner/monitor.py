@@ -13,7 +13,6 @@ import threading
 import time
 
 from repositories.errors import SessionNotFound
-from repositories.states import State
 
 from .identity import rss_bytes
 
