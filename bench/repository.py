@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ceilings  # noqa: E402
 import populate  # noqa: E402
+import report  # noqa: E402
 from repositories.memory import MemorySessionRepository  # noqa: E402
 from repositories.sql import SqlSessionRepository  # noqa: E402
 from repositories.states import State  # noqa: E402
@@ -367,13 +368,7 @@ def machine_facts() -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = ["metric", "store", "threads", "value", "ceiling", "ratio", "target", "result"]
-    table = [header] + [row.cells() for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for line in table[1:]:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |")
+    report.print_table(["metric", "store", "threads", "value", "ceiling", "ratio", "target", "result"], [row.cells() for row in rows])
 
 
 def main() -> None:

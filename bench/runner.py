@@ -37,7 +37,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import report  # noqa: E402
 from repositories.states import State  # noqa: E402
 from webapp import create_app  # noqa: E402
 from webapp.jobs import monte_carlo  # noqa: E402
@@ -266,13 +268,7 @@ def machine_facts() -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = ["metric", "mode", "value", "baseline", "ratio", "target", "result"]
-    table = [header] + [row.cells() for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for line in table[1:]:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |")
+    report.print_table(["metric", "mode", "value", "baseline", "ratio", "target", "result"], [row.cells() for row in rows])
 
 
 def main() -> None:
