@@ -96,10 +96,12 @@ def flask_cli(env: dict, *args: str) -> str:
 class Server:
     """One gunicorn master; ``start()`` does not wait, ``wait_ready()`` does."""
 
-    def __init__(self, url: str, workdir: Path, name: str, *, workers: int, **options):
+    def __init__(self, url: str, workdir: Path, name: str, *, workers: int, env: dict | None = None,
+                 **options):
+        """``env`` adds or overrides variables of the server's environment (and its CLI's)."""
         self.url, self.workers, self.port = url, workers, free_port()
         self.access_log, self.error_log = workdir / f"{name}-access.log", workdir / f"{name}-gunicorn.log"
-        self.env = server_env(url, self.port, self.access_log, workers=workers, **options)
+        self.env = {**server_env(url, self.port, self.access_log, workers=workers, **options), **(env or {})}
         self.process: subprocess.Popen | None = None
         self._stopping: set[int] = set()
 
@@ -112,6 +114,10 @@ class Server:
                 [sys.executable, "-m", "gunicorn", "-c", "gunicorn_config.py", "wsgi:app"], cwd=ROOT,
                 env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         return self
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:

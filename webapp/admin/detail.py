@@ -113,7 +113,9 @@ def stop_session(session_id):
     session = get_repository().get(session_id)
     form = StopForm()
     if request.method == "GET" or not form.validate_on_submit() or form.confirmed.data != "yes":
-        return render_template("admin/stop_confirm.html", session=session, form=StopForm(confirmed="yes"))
+        # formdata=None: the detail page's form posts confirmed="", which would override "yes"
+        return render_template("admin/stop_confirm.html", session=session,
+                               form=StopForm(formdata=None, confirmed="yes"))
     who = current_admin()
     record_stop_request(session_id, who, "admin")
     try:
