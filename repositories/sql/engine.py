@@ -72,7 +72,10 @@ def engine_options(url: str) -> dict:
     if url.startswith("postgresql"):
         # Sessions in UTC so timestamps need no conversion; no pre-ping: it would add a
         # round trip to every operation, and a dropped connection fails one call instead.
-        return {"pool_size": 10, "max_overflow": 20, "connect_args": {"options": "-c timezone=UTC"}}
+        # No rollback on return either: every transaction here ends in its own COMMIT or
+        # ROLLBACK, and the reset would cost each operation a round trip.
+        return {"pool_size": 10, "max_overflow": 20, "pool_reset_on_return": None,
+                "connect_args": {"options": "-c timezone=UTC"}}
     raise ConfigurationError(
         "RUNBOARD_DATABASE_URL: unsupported scheme; use memory://, sqlite:///path.db "
         "or postgresql+psycopg://…")
@@ -131,26 +134,48 @@ class Transactions:
         without waiting for the WAL flush.  It is still atomic, and an application crash
         loses nothing.
         """
+        if single and not write and not self._sqlite:
+            yield from self._autocommit_read()
+            return
         with self._writer if write else contextlib.nullcontext():
             connection, pooled = self._driver_connection()
             try:
-                cursor = connection.cursor()
-                if self._sqlite:
-                    if not single:
-                        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                elif snapshot:
-                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                elif relaxed:
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                yield cursor
-                cursor.close()             # an unfinished SELECT would pin SQLite's read snapshot
-                connection.commit()
+                # PostgreSQL: pipeline mode sends BEGIN, SET and every statement up to the
+                # first fetch in one round trip instead of one each.
+                with contextlib.nullcontext() if self._sqlite else connection.driver_connection.pipeline():
+                    cursor = connection.cursor()
+                    if self._sqlite:
+                        if not single:
+                            cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    elif snapshot:
+                        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    elif relaxed:
+                        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                    yield cursor
+                    cursor.close()         # an unfinished SELECT would pin SQLite's read snapshot
+                    connection.commit()
             except BaseException:
                 connection.rollback()
                 raise
             finally:
                 if pooled:
                     connection.close()
+
+    def _autocommit_read(self):
+        """PostgreSQL, one read statement: autocommit, so one round trip — no BEGIN and no
+        COMMIT (a statement is its own snapshot)."""
+        connection = self.engine.raw_connection()
+        driver = connection.driver_connection
+        try:
+            driver.autocommit = True
+            cursor = connection.cursor()
+            yield cursor
+            cursor.close()
+        finally:
+            try:
+                driver.autocommit = False
+            finally:
+                connection.close()
 
     def _driver_connection(self):
         """SQLite: one connection per thread, detached from the pool and kept for the
