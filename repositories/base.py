@@ -39,10 +39,11 @@ class SessionRepository(abc.ABC):
     @abc.abstractmethod
     def list_sessions(self, *, state: State | None = None, owner: str | None = None,
                       kind: str | None = None, q: str | None = None, limit: int = 50,
-                      cursor: str | None = None) -> Page:
+                      cursor: str | None = None, states: Iterable[State] | None = None) -> Page:
         """Return one page of sessions, newest first, and the cursor of the next page.
 
-        ``q`` matches a case-insensitive substring of the label.  ``next_cursor`` is None on
+        ``states`` admits any of several states (e.g. every finished one), beside or instead
+        of ``state``.  ``q`` matches a case-insensitive substring of the label.  ``next_cursor`` is None on
         the last page.  Raises ValidationError for a limit outside 1..200 or a malformed cursor.
         """
 

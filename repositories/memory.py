@@ -22,6 +22,7 @@ from .merge import merge_patch, merge_progress
 from .records import (AppendResult, CleanupCounts, LogEntry, LogPage, Page, ProgressAck, Session,
                       Snapshot, Worker, utcnow)
 from .states import (State, check_move, check_reportable, cleanup_states, parse_state, parse_terminal_state,
+                     wanted_states,
                      stop_target)
 from .usage import engine_of, group_usage, hour_of
 
@@ -87,15 +88,15 @@ class MemorySessionRepository(SessionRepository):
         with self._lock:
             return _copy(self._load(session_id))
 
-    def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None):
+    def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None, states=None):
         check.check_limit("limit", limit, 1, 200)
         before = decode_cursor(cursor)
-        state = parse_state(state) if state is not None else None
+        wanted = wanted_states(state, states)
         needle = q.casefold() if q else None
         with self._lock:
             items: list[tuple[int, Session]] = []
             for position, session in self._newest_first(before):
-                if ((state is None or session.state is state)
+                if ((wanted is None or session.state in wanted)
                         and (owner is None or session.owner == owner)
                         and (kind is None or session.kind == kind)
                         and (needle is None or needle in session.label.casefold())):

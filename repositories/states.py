@@ -76,6 +76,17 @@ def check_reportable(session_id: str, current: State, what: str) -> None:
         raise InvalidTransition(session_id, current, what, None)
 
 
+def wanted_states(state, states) -> frozenset[State] | None:
+    """A listing's state filter: ``state`` and/or any of ``states``; None admits all."""
+    if state is None and states is None:
+        return None
+    wanted = frozenset(parse_state(s) for s in (states or ()))
+    if state is not None:
+        single = frozenset({parse_state(state)})
+        wanted = single if states is None else wanted & single
+    return wanted
+
+
 def cleanup_states(states) -> frozenset[State]:
     """The terminal states a cleanup may remove (all of them by default); a live state is
     a ValidationError: retention never removes pending or running sessions."""

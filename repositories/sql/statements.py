@@ -39,11 +39,14 @@ FINISH = _update(state=1, result=1, error=1, finished_at=1, updated_at=1)
 
 
 @functools.lru_cache(maxsize=128)
-def list_query(dialect: str, state: bool, owner: bool, kind: bool, text: bool, before: bool):
+def list_query(dialect: str, state: bool, owner: bool, kind: bool, text: bool, before: bool,
+               several: bool = False):
     """The newest-first page query for one combination of filters."""
     query = select(c.pk, *SESSION_COLUMNS).order_by(c.pk.desc()).limit(bindparam("p_limit"))
     if state:
         query = query.where(c.state == bindparam("p_state"))
+    if several:
+        query = query.where(c.state.in_(bindparam("p_states", expanding=True)))
     if owner:
         query = query.where(c.owner == bindparam("p_owner"))
     if kind:

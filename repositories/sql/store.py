@@ -20,7 +20,7 @@ from ..errors import SessionNotFound
 from ..merge import merge_patch, merge_progress
 from ..records import Page, ProgressAck, Snapshot, utcnow
 from ..states import (State, check_move, check_reportable, parse_state, parse_terminal_state,
-                      stop_target)
+                      stop_target, wanted_states)
 from ..usage import engine_of, hour_of
 from .engine import Transactions, make_engine
 from .hotpath import DIALECTS
@@ -93,13 +93,18 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
         with self._transactions.cursor(write=False, single=True) as cursor:
             return d.session(d.fetch(cursor, d.by_id, session_id))
 
-    def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None):
+    def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None, states=None):
         check.check_limit("limit", limit, 1, 200)
         before = decode_cursor(cursor)
-        params = {"p_limit": limit + 1, "p_state": parse_state(state).value if state is not None else None,
+        wanted = wanted_states(state, states)
+        if wanted is not None and not wanted:
+            return Page([], None)               # state and states that exclude each other
+        one = wanted is not None and len(wanted) == 1
+        params = {"p_limit": limit + 1, "p_state": next(iter(wanted)).value if one else None,
+                  "p_states": sorted(s.value for s in wanted) if wanted and not one else None,
                   "p_owner": owner, "p_kind": kind, "p_q": statements.contains_pattern(q) if q else None, "p_before": before}
-        query = statements.list_query(self.name, state is not None, owner is not None, kind is not None,
-                                      bool(q), before is not None)
+        query = statements.list_query(self.name, one, owner is not None, kind is not None,
+                                      bool(q), before is not None, several=bool(wanted) and not one)
         with self._tx(write=False) as connection:
             rows = connection.execute(query, {k: v for k, v in params.items() if v is not None}).all()
         more = len(rows) > limit

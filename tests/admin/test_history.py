@@ -79,3 +79,11 @@ def test_bad_filters_and_cursors_give_a_working_page(client, repo):
     for query in ["state=running", "from=yesterday", "cursor=garbage", "kind=BAD KIND"]:
         response = client.get(f"/admin/history?{query}")
         assert response.status_code == 200 and 'data-testid="filter-problem"' in response.get_data(as_text=True), query
+
+
+def test_the_first_page_is_full_even_when_the_newest_sessions_are_all_live(client, repo):
+    done = [finished(repo) for _ in range(55)]
+    for _ in range(250):
+        repo.create(kind="batch", owner="ana")            # newer than every finished one
+    shown = rows(client.get("/admin/history"))
+    assert len(shown) == 50 and shown[0] == done[-1].id

@@ -246,3 +246,19 @@ def test_label_search_treats_backslashes_literally(repo):
     a = repo.create(kind="batch", owner="ana", label=r"C:\data\run_1.csv")
     repo.create(kind="batch", owner="ana", label="C:/data/run1.csv")
     assert _ids(repo.list_sessions(q=r"\run_1")) == [a.id]
+
+
+def test_a_listing_by_several_states_skips_the_others_and_pages_newest_first(repo):
+    finished = []
+    for n in range(7):
+        session = repo.start(repo.create(kind="k", owner="o").id)
+        if n % 2 == 0:
+            finished.append(repo.finish(session.id, "completed" if n % 4 == 0 else "failed").id)
+        repo.create(kind="k", owner="o")                     # a pending one between them
+    page = repo.list_sessions(states=[State.COMPLETED, "failed", State.STOPPED], limit=3)
+    assert [s.id for s in page.items] == finished[::-1][:3] and page.next_cursor
+    rest = repo.list_sessions(states=["completed", "failed", "stopped"], limit=3, cursor=page.next_cursor)
+    assert [s.id for s in rest.items] == finished[::-1][3:] and rest.next_cursor is None
+    assert [s.id for s in repo.list_sessions(state="failed", states=["completed", "failed"]).items] == \
+        [s for s in finished[::-1] if repo.get(s).state is State.FAILED]
+    assert repo.list_sessions(state="running", states=["completed"]).items == []

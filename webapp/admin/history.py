@@ -37,9 +37,9 @@ def finished_page(filters: HistoryFilters, cursor: str | None, size: int = PAGE_
     either shown or skipped and the last one read is exactly where the next page starts."""
     repository, items, scanned = get_repository(), [], 0
     for _ in range(MAX_READS):
-        page = repository.list_sessions(state=filters.state or None, owner=filters.owner or None,
-                                        kind=filters.kind or None, q=filters.q or None,
-                                        limit=size - len(items), cursor=cursor)
+        page = repository.list_sessions(state=filters.state or None, states=TERMINAL_STATES,
+                                        owner=filters.owner or None, kind=filters.kind or None,
+                                        q=filters.q or None, limit=size - len(items), cursor=cursor)
         scanned += len(page.items)
         for session in page.items:
             place = filters.created_in_range(session)
