@@ -27,6 +27,11 @@ def hour_of(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
+def day_start(moment: datetime) -> datetime:
+    """Midnight UTC of ``moment``'s day: the key of the daily rollups."""
+    return moment.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def day_of(hour: datetime) -> str:
     return hour.astimezone(timezone.utc).date().isoformat()
 

@@ -78,3 +78,31 @@ def test_db_upgrade_with_bad_configuration_prints_one_line():
 def test_revisions_form_one_line_of_history():
     script = ScriptDirectory(MIGRATIONS)
     assert len(script.get_heads()) == 1 and len(script.get_bases()) == 1
+
+
+def test_the_daily_rollups_are_filled_from_the_hourly_ones_on_upgrade(empty_database_url):
+    from datetime import datetime, timedelta, timezone
+
+    from repositories.sql import SqlSessionRepository
+    from repositories.sql.rows import usage_rollups
+
+    app = create_app({"RUNBOARD_DATABASE_URL": empty_database_url, "RUNBOARD_SCHEDULER": "off"})
+    day = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    with app.app_context():
+        upgrade(revision="0005")
+        with db.engine.begin() as connection:
+            connection.execute(usage_rollups.insert(), [
+                {"owner": "ana", "kind": "k", "engine": "", "hour": day + timedelta(hours=h), "sessions": 1,
+                 "tokens": 10 * h, "cost": 0.5} for h in (1, 5, 23)] + [
+                {"owner": "ana", "kind": "k", "engine": "", "hour": day + timedelta(days=1, hours=2), "sessions": 2,
+                 "tokens": 7, "cost": 1.0}])
+        upgrade()
+        db.engine.dispose()
+    repository = SqlSessionRepository.from_url(empty_database_url)
+    try:
+        by_day = [(r.key, r.sessions, r.tokens, r.cost) for r in repository.usage(by="day", since=day)]
+        by_hour_since = [(r.key, r.tokens) for r in repository.usage(by="day", since=day + timedelta(hours=3))]
+    finally:
+        repository.close()
+    assert by_day == [("2026-03-01", 3, 290, 1.5), ("2026-03-02", 2, 7, 1.0)]
+    assert by_hour_since == [("2026-03-01", 280), ("2026-03-02", 7)]      # hours since 03:00

@@ -60,6 +60,11 @@ class _Dialect:
             " VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (owner, kind, engine, hour) DO UPDATE SET"
             " tokens = usage_rollups.tokens + excluded.tokens,"
             " cost = usage_rollups.cost + excluded.cost")
+        self.usage_add_daily = self.sql(
+            "INSERT INTO usage_daily (owner, kind, engine, day, sessions, tokens, cost)"
+            " VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (owner, kind, engine, day) DO UPDATE SET"
+            " tokens = usage_daily.tokens + excluded.tokens,"
+            " cost = usage_daily.cost + excluded.cost")
         self.log_update = self.sql(
             "UPDATE sessions SET log_count = ?, heartbeat_at = ?, updated_at = ? WHERE pk = ?")
 

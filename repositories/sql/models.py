@@ -149,6 +149,23 @@ class UsageRollupRow(Base):
     __table_args__ = (Index("ix_usage_rollups_hour", "hour"),)
 
 
+class UsageDailyRow(Base):
+    """The same sums per UTC day, kept in the same transaction as the hourly row: a usage page
+    over weeks reads a table 24 times smaller instead of one row per session-hour."""
+
+    __tablename__ = "usage_daily"
+
+    owner: Mapped[str] = mapped_column(String(256), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    engine: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    sessions: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+
+    __table_args__ = (Index("ix_usage_daily_day", "day"),)
+
+
 class WorkerRow(Base):
     __tablename__ = "workers"
 

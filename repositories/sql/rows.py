@@ -6,13 +6,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..records import LogEntry, Session
 from ..states import State
-from .models import (LogRow, SchedulerLeaseRow, SchedulerTickRow, SessionRow, StateCountRow, UsageRollupRow,
-                     WorkerRow)
+from ..usage import day_start
+from .models import (LogRow, SchedulerLeaseRow, SchedulerTickRow, SessionRow, StateCountRow, UsageDailyRow,
+                     UsageRollupRow, WorkerRow)
 
 sessions = SessionRow.__table__
 logs = LogRow.__table__
 state_counts = StateCountRow.__table__
 usage_rollups = UsageRollupRow.__table__
+usage_daily = UsageDailyRow.__table__
 workers = WorkerRow.__table__
 leases = SchedulerLeaseRow.__table__
 ticks = SchedulerTickRow.__table__
@@ -43,16 +45,17 @@ def _dialect_insert(connection: Connection, table):
 
 def add_usage(connection: Connection, key: tuple, *, sessions_delta: int = 0, tokens: int = 0,
               cost: float = 0.0) -> None:
-    """Upsert-add one hourly rollup row, in the caller's transaction."""
+    """Upsert-add the hourly and the daily rollup row, in the caller's transaction."""
     owner, kind, engine, hour = key
-    stmt = _dialect_insert(connection, usage_rollups).values(
-        owner=owner, kind=kind, engine=engine, hour=hour, sessions=sessions_delta, tokens=tokens,
-        cost=cost)
-    connection.execute(stmt.on_conflict_do_update(
-        index_elements=["owner", "kind", "engine", "hour"],
-        set_={"sessions": usage_rollups.c.sessions + stmt.excluded.sessions,
-              "tokens": usage_rollups.c.tokens + stmt.excluded.tokens,
-              "cost": usage_rollups.c.cost + stmt.excluded.cost}))
+    for table, period, moment in ((usage_rollups, "hour", hour), (usage_daily, "day", day_start(hour))):
+        stmt = _dialect_insert(connection, table).values(
+            owner=owner, kind=kind, engine=engine, **{period: moment}, sessions=sessions_delta, tokens=tokens,
+            cost=cost)
+        connection.execute(stmt.on_conflict_do_update(
+            index_elements=["owner", "kind", "engine", period],
+            set_={"sessions": table.c.sessions + stmt.excluded.sessions,
+                  "tokens": table.c.tokens + stmt.excluded.tokens,
+                  "cost": table.c.cost + stmt.excluded.cost}))
 
 
 def upsert_worker(connection: Connection, values: dict, keep: dict) -> None:

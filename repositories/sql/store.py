@@ -21,7 +21,7 @@ from ..merge import merge_patch, merge_progress
 from ..records import Page, ProgressAck, Snapshot, utcnow
 from ..states import (State, check_move, check_reportable, parse_state, parse_terminal_state,
                       stop_target, wanted_states)
-from ..usage import engine_of, hour_of
+from ..usage import day_start, engine_of, hour_of
 from .engine import Transactions, make_engine
 from .hotpath import DIALECTS
 from .logs import SqlLogs
@@ -156,8 +156,9 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
             stamp = d.dump_ts(now)
             if tokens or cost:
                 check.check_usage_totals(total_tokens + tokens, total_cost + cost)
-                cursor.execute(d.usage_add, (owner, kind, engine_of(stored_meta),
-                                             d.dump_ts(hour_of(now)), tokens, cost))
+                engine = engine_of(stored_meta)
+                cursor.execute(d.usage_add, (owner, kind, engine, d.dump_ts(hour_of(now)), tokens, cost))
+                cursor.execute(d.usage_add_daily, (owner, kind, engine, d.dump_ts(day_start(now)), tokens, cost))
             cursor.execute(d.progress_update, (
                 d.dump_json(stored_progress), d.dump_json(stored_meta), total_tokens + tokens,
                 total_cost + cost, stamp, stamp, pk))

@@ -60,7 +60,7 @@ def empty_postgres(postgres_schema_url):
 
     def empty() -> str:
         with engine.begin() as connection:
-            connection.execute(text("TRUNCATE log_entries, sessions, usage_rollups, workers, scheduler_leases, scheduler_ticks RESTART IDENTITY"))
+            connection.execute(text("TRUNCATE log_entries, sessions, usage_rollups, usage_daily, workers, scheduler_leases, scheduler_ticks RESTART IDENTITY"))
             connection.execute(text("UPDATE state_counts SET sessions = 0"))
         return postgres_schema_url
 

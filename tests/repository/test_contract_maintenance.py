@@ -330,3 +330,16 @@ def test_racing_claims_run_every_tick_exactly_once(repo):
         thread.join()
     assert sorted(t for t, _ in won) == list(ticks)
     assert sorted(repo.list_ticks("sweep")) == sorted(won)
+
+
+@pytest.mark.parametrize("by", ["owner", "kind", "engine", "day"])
+def test_daily_and_hourly_rollups_agree(repo, clock, by):
+    from datetime import datetime, timezone
+
+    for n in range(12):
+        session = repo.start(repo.create(kind=f"k{n % 3}", owner=f"o{n % 2}", meta={"engine": f"e{n % 2}"}).id)
+        repo.report_progress(session.id, progress={"n": n}, usage={"tokens": n + 1, "cost": 0.25 * n})
+        clock.advance(hours=7)
+    whole_days = repo.usage(by=by)                                        # the daily rollups
+    by_hours = repo.usage(by=by, since=datetime(2000, 1, 1, 0, 0, 1, tzinfo=timezone.utc))   # the hourly ones
+    assert whole_days == by_hours and sum(r.tokens for r in whole_days) == sum(range(1, 13))
