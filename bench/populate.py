@@ -21,6 +21,8 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
+from repositories.sql.rows import daily_from_hourly
+
 COLUMNS = ("pk", "id", "kind", "label", "owner", "state", "stop_requested", "progress", "meta",
            "params", "result", "error", "tokens", "cost", "created_at", "started_at", "updated_at",
            "finished_at", "heartbeat_at", "log_count")
@@ -142,6 +144,8 @@ def load_sqlite(path: str, sessions, logs=(), usage=()) -> None:
             connection.execute("BEGIN")
             connection.executemany(sql, [tuple(_sqlite_value(v) for v in row) for row in chunk])
             connection.execute("COMMIT")
+    connection.execute("DELETE FROM usage_daily")
+    connection.execute(daily_from_hourly("sqlite"))
     _recount(connection.execute)
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()
@@ -160,6 +164,8 @@ def load_postgres(dsn: str, sessions, logs=(), usage=()) -> None:
             with cursor.copy(f"COPY usage_rollups ({', '.join(USAGE_COLUMNS)}) FROM STDIN") as copy:
                 for row in usage:
                     copy.write_row(row)
+            cursor.execute("DELETE FROM usage_daily")
+            cursor.execute(daily_from_hourly("postgresql"))
             cursor.execute("SELECT setval(pg_get_serial_sequence('sessions', 'pk'), "
                            "(SELECT coalesce(max(pk), 1) FROM sessions))")
             _recount(cursor.execute)
@@ -169,6 +175,7 @@ def load_postgres(dsn: str, sessions, logs=(), usage=()) -> None:
         connection.execute("VACUUM ANALYZE log_entries")
         connection.execute("VACUUM ANALYZE state_counts")
         connection.execute("VACUUM ANALYZE usage_rollups")
+        connection.execute("VACUUM ANALYZE usage_daily")
 
 
 def _recount(execute) -> None:

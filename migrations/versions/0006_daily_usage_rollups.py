@@ -9,6 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 from repositories.sql.models import UtcDateTime
+from repositories.sql.rows import daily_from_hourly
 
 
 revision = '0006'
@@ -30,12 +31,7 @@ def upgrade():
     )
     with op.batch_alter_table('usage_daily', schema=None) as batch_op:
         batch_op.create_index('ix_usage_daily_day', ['day'], unique=False)
-    # SQLite keeps naive UTC text ("YYYY-MM-DD HH:MM:SS.ffffff"), PostgreSQL timestamptz.
-    day = ("date_trunc('day', hour)" if op.get_bind().dialect.name == "postgresql"
-           else "substr(hour, 1, 10) || ' 00:00:00.000000'")
-    op.execute(f"INSERT INTO usage_daily (owner, kind, engine, day, sessions, tokens, cost) "
-               f"SELECT owner, kind, engine, {day}, sum(sessions), sum(tokens), sum(cost) "
-               f"FROM usage_rollups GROUP BY owner, kind, engine, {day}")
+    op.execute(daily_from_hourly(op.get_bind().dialect.name))
 
 
 def downgrade():

@@ -58,6 +58,15 @@ def add_usage(connection: Connection, key: tuple, *, sessions_delta: int = 0, to
                   "cost": table.c.cost + stmt.excluded.cost}))
 
 
+def daily_from_hourly(dialect: str) -> str:
+    """SQL that fills the daily rollups from the hourly ones (migration 0006, bulk loads).
+    SQLite keeps naive UTC text ("YYYY-MM-DD HH:MM:SS.ffffff"), PostgreSQL timestamptz."""
+    day = "date_trunc('day', hour)" if dialect == "postgresql" else "substr(hour, 1, 10) || ' 00:00:00.000000'"
+    return (f"INSERT INTO usage_daily (owner, kind, engine, day, sessions, tokens, cost) "
+            f"SELECT owner, kind, engine, {day}, sum(sessions), sum(tokens), sum(cost) "
+            f"FROM usage_rollups GROUP BY owner, kind, engine, {day}")
+
+
 def upsert_worker(connection: Connection, values: dict, keep: dict) -> None:
     """Insert or update; the ``keep`` columns are written on insert only."""
     stmt = _dialect_insert(connection, workers).values(**values, **keep)
