@@ -1,6 +1,6 @@
 """Every admin page, rendered by Chromium with data in it: an accessibility smoke check
 (labels, headings, lang, names of images and buttons, WCAG text contrast) and a screenshot
-in docs/screenshots/<page>.png (overwritten on every run, shown in the README)."""
+of each (docs/screenshots/<page>.png, shown in the README, when RUNBOARD_SCREENSHOTS=1)."""
 from __future__ import annotations
 
 import pytest
