@@ -124,3 +124,17 @@ def test_apscheduler_runs_the_ticks_on_the_clock(repository):
         s.shutdown()
     ticks = [t for t, _ in repository.list_ticks("sweep")]
     assert len(ticks) >= 2 and ticks[0] - ticks[1] == 1
+
+
+def test_background_work_starts_the_scheduler_only_when_it_is_on(tmp_path):
+    from webapp import SCHEDULER_KEY, create_app, start_background_work
+    from webapp.store import close_repository
+
+    for setting, expected in (("off", False), ("on", True)):
+        app = create_app({"RUNBOARD_DATABASE_URL": "memory://", "RUNBOARD_SCHEDULER": setting})
+        try:
+            assert app.extensions[SCHEDULER_KEY]._scheduler is None          # never at creation
+            start_background_work(app)
+            assert (app.extensions[SCHEDULER_KEY]._scheduler is not None) is expected
+        finally:
+            close_repository(app)
