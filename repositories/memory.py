@@ -251,11 +251,11 @@ class MemorySessionRepository(SessionRepository):
         with self._lock:
             now = self._clock()
             current = self._lease
+            if (job, tick) in self._ticks:
+                return False                 # run already; a late caller must not take the lease
             if current is not None and current[0] != holder and current[1] > now:
                 return False
             self._lease = (holder, now + lease)
-            if (job, tick) in self._ticks:
-                return False
             self._ticks[(job, tick)] = holder
             for old in [k for k in self._ticks if k[0] == job and k[1] < tick - 10_000]:
                 del self._ticks[old]

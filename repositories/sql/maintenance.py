@@ -78,9 +78,14 @@ class SqlMaintenance:
 
     def claim_tick(self, job, tick, *, holder, lease):
         with self._tx() as connection:
-            now = self._clock()
             current = connection.execute(select(leases.c.holder, leases.c.expires_at)
                                          .where(leases.c.name == SCHEDULER).with_for_update()).first()
+            # The clock is read once the lease row is ours: a time read before waiting for
+            # the lock would be older than the expiry its previous holder just wrote.
+            now = self._clock()
+            ran = connection.execute(select(ticks.c.tick).where(ticks.c.job == job, ticks.c.tick == tick)).first()
+            if ran is not None:
+                return False                 # run already; a late caller must not take the lease
             if current is None:
                 # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT DO NOTHING.
                 inserted = connection.execute(_insert(connection, leases).values(

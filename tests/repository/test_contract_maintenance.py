@@ -313,7 +313,7 @@ def test_a_tick_runs_once_and_only_under_the_lease(repo, clock):
 def test_racing_claims_run_every_tick_exactly_once(repo):
     import threading
 
-    holders, ticks = [f"p{n}" for n in range(8)], range(1, 26)
+    holders, ticks = [f"p{n}" for n in range(8)], range(1, 61)
     won: list[tuple[int, str]] = []
     barrier = threading.Barrier(len(holders))
 
