@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import populate  # noqa: E402
+import report  # noqa: E402
 import repository as repobench  # noqa: E402  (bench/repository.py: scratch stores, machine facts)
 from webapp import create_app  # noqa: E402
 from webapp.store import CREDENTIALS_KEY, EXTENSION_KEY, close_repository  # noqa: E402
@@ -389,11 +390,7 @@ def print_results(results: list[Result]) -> None:
                       f"{slowest.ms:.1f} ms" if slowest else "—",
                       examined if r.store == "postgresql" else "n/a", "; ".join(r.flags) or "none",
                       f"< {TARGET_MS:.0f} ms", "PASS" if r.passed else "FAIL"])
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for line in table[1:]:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |")
+    report.print_table(header, table[1:])
     print("\nSlowest statement per page:")
     for r in results:
         if r.slowest is not None:

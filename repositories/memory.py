@@ -21,7 +21,7 @@ from .errors import LogLimitExceeded, SessionNotFound
 from .merge import merge_patch, merge_progress
 from .records import (AppendResult, CleanupCounts, LogEntry, LogPage, Page, ProgressAck, Session,
                       Snapshot, Worker, utcnow)
-from .states import (State, check_move, check_reportable, cleanup_states, parse_state, parse_terminal_state,
+from .states import (State, check_move, check_reportable, cleanup_states, parse_terminal_state,
                      wanted_states,
                      stop_target)
 from .usage import engine_of, group_usage, hour_of

@@ -6,7 +6,6 @@ Create Date: 2026-12-01 06:50:00
 
 """
 from alembic import op
-import sqlalchemy as sa
 
 
 revision = '0003'

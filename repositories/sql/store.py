@@ -19,7 +19,7 @@ from ..cursors import decode_cursor, encode_cursor
 from ..errors import SessionNotFound
 from ..merge import merge_patch, merge_progress
 from ..records import Page, ProgressAck, Snapshot, utcnow
-from ..states import (State, check_move, check_reportable, parse_state, parse_terminal_state,
+from ..states import (State, check_move, check_reportable, parse_terminal_state,
                       stop_target, wanted_states)
 from ..usage import day_start, engine_of, hour_of
 from .engine import Transactions, make_engine
