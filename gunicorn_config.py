@@ -94,14 +94,8 @@ def post_worker_init(worker):
 def worker_exit(server, worker):
     """Graceful exit (SIGTERM, a max-requests restart): running jobs are asked to stop and
     finished as ``stopped`` — within the graceful timeout, after which the master kills us."""
-    from webapp import SCHEDULER_KEY
-    from webapp.runner import RUNNER_KEY
     from webapp.store import close_repository
 
     app = getattr(worker, "wsgi", None)
     if app is not None:
-        try:
-            app.extensions[SCHEDULER_KEY].shutdown()
-            app.extensions[RUNNER_KEY].shutdown(timeout=max(graceful_timeout - 5, 1))
-        finally:
-            close_repository(app)
+        close_repository(app, job_timeout=max(graceful_timeout - 5, 1))

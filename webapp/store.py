@@ -69,16 +69,17 @@ def get_credentials() -> CredentialStore:
     return current_app.extensions[CREDENTIALS_KEY]
 
 
-def close_repository(app: Flask) -> None:
-    """Stop the runner's jobs, then release the store's connections (tests, CLI
-    one-shots, graceful shutdown)."""
+def close_repository(app: Flask, *, job_timeout: float = 20.0) -> None:
+    """Stop the scheduler and the runner's jobs (giving them ``job_timeout`` seconds to
+    honour the stop), then release the store's connections: tests, CLI one-shots and
+    gunicorn's graceful worker exit all end here."""
     from . import SCHEDULER_KEY
     from .runner import RUNNER_KEY
 
     if SCHEDULER_KEY in app.extensions:
         app.extensions[SCHEDULER_KEY].shutdown()
     if RUNNER_KEY in app.extensions:
-        app.extensions[RUNNER_KEY].shutdown()
+        app.extensions[RUNNER_KEY].shutdown(timeout=job_timeout)
     app.extensions[EXTENSION_KEY].close()
     if "sqlalchemy" in app.extensions:
         with app.app_context():

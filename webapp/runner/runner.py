@@ -26,6 +26,7 @@ from repositories.states import State
 from .context import RunContext
 from .identity import WorkerIdentity
 from .kinds import JobFailed, JobKind, KindRegistry
+from .monitor import Monitor
 
 log = logging.getLogger("runboard.runner")
 ERROR_LIMIT = 500
@@ -88,8 +89,6 @@ class Runner:
 
     def start(self) -> None:
         """Start the pool and the monitor (idempotent; gunicorn calls it once per worker)."""
-        from .monitor import Monitor
-
         with self._lock:
             if self._pool or self._closing:
                 return
