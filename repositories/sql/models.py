@@ -85,7 +85,7 @@ class SessionRow(Base):
     params: Mapped[dict] = mapped_column(Json)
     result: Mapped[dict | None] = mapped_column(NullableJson, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=2)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
@@ -133,35 +133,34 @@ class StateCountRow(Base):
     sessions: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class UsageRollupRow(Base):
-    """Usage per (owner, kind, engine, hour); outlives the sessions it sums."""
-
-    __tablename__ = "usage_rollups"
+class _UsageSums:
+    """The columns both rollup tables share: the key's owner/kind/engine and the sums."""
 
     owner: Mapped[str] = mapped_column(String(256), primary_key=True)
     kind: Mapped[str] = mapped_column(String(64), primary_key=True)
     engine: Mapped[str] = mapped_column(String(128), primary_key=True)
-    hour: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
-    sessions: Mapped[int] = mapped_column(BigInteger, default=0)
-    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    sessions: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=2)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=2)
+    cost: Mapped[float] = mapped_column(Float, default=0.0, sort_order=2)
+
+
+class UsageRollupRow(_UsageSums, Base):
+    """Usage per (owner, kind, engine, hour); outlives the sessions it sums."""
+
+    __tablename__ = "usage_rollups"
+
+    hour: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True, sort_order=1)   # keys first
 
     __table_args__ = (Index("ix_usage_rollups_hour", "hour"),)
 
 
-class UsageDailyRow(Base):
+class UsageDailyRow(_UsageSums, Base):
     """The same sums per UTC day, kept in the same transaction as the hourly row: a usage page
     over weeks reads a table 24 times smaller instead of one row per session-hour."""
 
     __tablename__ = "usage_daily"
 
-    owner: Mapped[str] = mapped_column(String(256), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
-    engine: Mapped[str] = mapped_column(String(128), primary_key=True)
-    day: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
-    sessions: Mapped[int] = mapped_column(BigInteger, default=0)
-    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    day: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True, sort_order=1)
 
     __table_args__ = (Index("ix_usage_daily_day", "day"),)
 
