@@ -23,9 +23,15 @@ MAX_COST_TOTAL = 1e15
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def session_key(session_id: Any) -> str:
     """The canonical form of a session id.  A malformed id names no session, so it is
-    reported exactly like an unknown one: SessionNotFound."""
+    reported exactly like an unknown one: SessionNotFound.  Ids already in canonical form
+    (every id the API passes on) skip building a UUID: this runs on every call."""
+    if isinstance(session_id, str) and _CANONICAL_ID.fullmatch(session_id):
+        return session_id
     try:
         return str(uuid.UUID(str(session_id)))
     except ValueError:
@@ -74,14 +80,28 @@ def check_object(field: str, value: Any, *, nullable: bool = True) -> None:
         _check_json(field, value, 0)
 
 
+#: Values that need no look inside; checked by exact type first because this runs on
+#: every progress report (subclasses, e.g. an IntEnum, take the general branch).
+_PLAIN_SCALARS = frozenset({int, bool, type(None)})
+
+
 def _check_json(field: str, value: Any, depth: int) -> None:
     if depth > MAX_JSON_DEPTH:
         raise ValidationError(field, f"is nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, dict):
+        flat = depth < MAX_JSON_DEPTH          # items one level down are still allowed
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValidationError(field, "object keys must be strings")
-            _check_unicode(field, key)
+            if not key.isascii():
+                _check_unicode(field, key)
+            kind = type(item)
+            if flat and kind in _PLAIN_SCALARS:
+                continue
+            if flat and kind is str:
+                if not item.isascii():
+                    _check_unicode(field, item)
+                continue
             _check_json(field, item, depth + 1)
     elif isinstance(value, (list, tuple)):
         for item in value:

@@ -32,6 +32,9 @@ SESSION_SELECT = ("id, kind, label, owner, state, stop_requested, progress, meta
 class _Dialect:
     lock = ""
     compare_and_swap = False
+    #: An UPDATE that applies an RFC 7396 patch to the stored progress inside the database
+    #: (SQLite's ``json_patch``), or None.
+    progress_patch: str | None = None
 
     def __init__(self):
         self.bucket = self.sql(f"SELECT {SESSION_SELECT} FROM sessions WHERE state = ? "
@@ -111,6 +114,11 @@ class _Dialect:
 
 class _Sqlite(_Dialect):
     compare_and_swap = True
+    # One statement: no read, no JSON decoded or re-encoded in Python.  json_patch keeps
+    # every number's and string's text as stored, so values round-trip exactly.
+    progress_patch = ("UPDATE sessions SET progress = json_patch(progress, ?), heartbeat_at = ?,"
+                      " updated_at = ? WHERE id = ? AND state = 'running' RETURNING stop_requested")
+
     @staticmethod
     def dump_json(value):
         return "{}" if value == {} else jsontext.dumps(value)   # empty `fields` is the norm

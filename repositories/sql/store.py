@@ -17,7 +17,7 @@ from .. import validation as check
 from ..base import DEFAULT_MAX_LOG_ENTRIES, SessionRepository
 from ..cursors import decode_cursor, encode_cursor
 from ..errors import SessionNotFound
-from ..merge import merge_patch, merge_progress
+from ..merge import merge_patch, merge_progress, self_contained_patch
 from ..records import Page, ProgressAck, Snapshot, utcnow
 from ..states import (State, check_move, check_reportable, parse_terminal_state,
                       stop_target, wanted_states)
@@ -171,6 +171,12 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
         four-step transaction; a concurrent change from another process makes it retry,
         and after a few losses the locked path below settles it."""
         d = self._dialect
+        if d.progress_patch is not None:
+            patch = self_contained_patch(progress)
+            if patch is not None:
+                ack = self._patch_progress(session_id, patch)
+                if ack is not None:
+                    return ack
         if d.compare_and_swap:
             for _ in range(3):
                 ack = self._swap_progress(session_id, progress)
@@ -186,6 +192,16 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
                 stored = merge_progress(stored, progress)
             cursor.execute(d.progress_only_update, (d.dump_json(stored), stamp, stamp, pk))
             return ProgressAck(state, bool(stop_requested))
+
+    def _patch_progress(self, session_id, patch):
+        """The patch merged by the database in one autocommit UPDATE; None when no running
+        session matched, so the path below names the reason (unknown id or wrong state)."""
+        d = self._dialect
+        stamp = d.dump_ts(self._clock())
+        with self._transactions.cursor(single=True) as cursor:
+            cursor.execute(d.progress_patch, (d.dump_json(patch), stamp, stamp, check.session_key(session_id)))
+            row = cursor.fetchone()
+        return None if row is None else ProgressAck(State.RUNNING, bool(row[0]))
 
     def _swap_progress(self, session_id, progress):
         d = self._dialect

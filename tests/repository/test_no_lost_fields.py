@@ -95,3 +95,42 @@ def test_a_report_sending_owner_or_label_keys_only_touches_progress_and_meta(rep
     assert (stored.owner, stored.label, stored.params) == ("ana", "a.csv", {"p": 1})
     assert stored.progress == {"owner": "mallory", "params": {}}
     assert stored.meta == {"owner": "mallory"}
+
+
+NUMBERS = st.one_of(st.integers(-10**6, 10**6), st.floats(-1e6, 1e6, allow_nan=False, width=32))
+# Reports that decide ``percent`` alone (numeric current and total, or percent itself): the
+# SQLite store merges these inside the database with json_patch, so they are checked on
+# their own against the reference, whatever was stored before.
+SELF_CONTAINED = st.one_of(
+    st.tuples(PATCHES, NUMBERS, NUMBERS).map(lambda t: {**t[0], "current": t[1], "total": t[2]}),
+    st.tuples(PATCHES, st.one_of(st.none(), NUMBERS)).map(lambda t: {**t[0], "percent": t[1]}))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=PATCHES, reports=st.lists(SELF_CONTAINED, min_size=1, max_size=4))
+def test_reports_carrying_current_and_total_or_percent_merge_like_the_reference(repo, first, reports):
+    session = repo.create(kind="analysis", owner="ana", label="in.csv")
+    repo.start(session.id)
+    repo.report_progress(session.id, progress=first)
+    expected = repo.get(session.id).progress
+    for patch in reports:
+        repo.report_progress(session.id, progress=patch)
+        expected = reference_merge(expected, patch)
+        current, total = expected.get("current"), expected.get("total")
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (current, total))
+        if "percent" not in patch and numeric and total > 0:
+            expected["percent"] = round(min(max(current / total * 100, 0), 100), 1)
+        assert repo.get(session.id).progress == expected
+
+
+def test_numbers_and_text_keep_their_exact_values_through_a_merge_in_the_database(repo):
+    session = repo.create(kind="analysis", owner="ana")
+    repo.start(session.id)
+    odd = {"big": 2**70 + 1, "neg": -(2**64), "float": 4.59e16, "tiny": 5e-324, "zero": -0.0,
+           "text": "é \u2028 \"quoted\" \\ / \t", "nested": {"deep": [1, 2.5, {"x": None}]}}
+    repo.report_progress(session.id, progress={**odd, "current": 1, "total": 3})
+    repo.report_progress(session.id, progress={"current": 2, "total": 3, "nested": {"more": True}})
+    stored = repo.get(session.id).progress
+    assert stored == {**odd, "nested": {"deep": [1, 2.5, {"x": None}], "more": True},
+                      "current": 2, "total": 3, "percent": 66.7}
+    assert type(stored["float"]) is float and type(stored["big"]) is int

@@ -1,11 +1,12 @@
-"""SQLite's progress fast path reads, merges and writes without a transaction, guarded by
-a compare-and-swap on the stored progress.  A write from another process landing between
-its read and its write must make it retry, never be overwritten."""
+"""SQLite's progress fast paths.  A report that decides ``percent`` alone is merged by the
+database in one UPDATE (json_patch); any other report reads, merges and writes without a
+transaction, guarded by a compare-and-swap on the stored progress.  A write from another
+process landing between its read and its write must make it retry, never be overwritten."""
 from __future__ import annotations
 
 import pytest
 
-from repositories.errors import InvalidTransition
+from repositories.errors import InvalidTransition, SessionNotFound
 from repositories.sql import SqlSessionRepository, store as store_module
 
 
@@ -56,3 +57,26 @@ def test_a_session_finished_between_read_and_swap_refuses_the_report(two_process
         first.report_progress(session.id, progress={"late": True})
     stored = first.get(session.id)
     assert stored.state.value == "completed" and stored.progress == {}
+
+
+def test_a_report_with_current_and_total_is_one_update_merged_by_the_database(two_processes, monkeypatch):
+    first, second = two_processes
+    session = first.create(kind="k", owner="o")
+    first.start(session.id)
+    first.report_progress(session.id, progress={"step": "load", "rows": 7})
+    swaps = []
+    monkeypatch.setattr(first, "_swap_progress", lambda *a: swaps.append(a))
+    first.report_progress(session.id, progress={"current": 1, "total": 4, "rows": None})
+    second.report_progress(session.id, progress={"current": 2, "total": 4})  # the other process
+    assert swaps == []
+    assert first.get(session.id).progress == {"step": "load", "current": 2, "total": 4, "percent": 50.0}
+
+
+def test_the_one_statement_path_still_names_why_a_report_is_refused(two_processes):
+    first, _ = two_processes
+    pending = first.create(kind="k", owner="o")
+    with pytest.raises(InvalidTransition):
+        first.report_progress(pending.id, progress={"current": 1, "total": 2})
+    with pytest.raises(SessionNotFound):
+        first.report_progress("0" * 8 + "-0000-4000-8000-" + "0" * 12, progress={"current": 1, "total": 2})
+    assert first.get(pending.id).progress == {}
