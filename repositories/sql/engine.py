@@ -161,6 +161,21 @@ class Transactions:
                 if pooled:
                     connection.close()
 
+    def read_row(self, statement: str, params: tuple):
+        """The first row of one read statement (or None) by the cheapest route each
+        database has: SQLite on the thread's own connection in autocommit, with no context
+        manager around it (``get`` is the most frequent read); PostgreSQL in autocommit."""
+        if not self._sqlite:
+            with self.cursor(write=False, single=True) as cursor:
+                cursor.execute(statement, params)
+                return cursor.fetchone()
+        cursor = self._driver_connection()[0].cursor()
+        try:
+            cursor.execute(statement, params)
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
     def _autocommit_read(self):
         """PostgreSQL, one read statement: autocommit, so one round trip — no BEGIN and no
         COMMIT (a statement is its own snapshot)."""

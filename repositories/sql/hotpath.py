@@ -125,7 +125,7 @@ class _Sqlite(_Dialect):
 
     @staticmethod
     def load_json(value):
-        return jsontext.loads(value)
+        return {} if value == "{}" else jsontext.loads_text(value)
 
     @staticmethod
     def dump_ts(moment: datetime) -> str:
@@ -134,7 +134,8 @@ class _Sqlite(_Dialect):
 
     @staticmethod
     def load_ts(value):
-        return None if value is None else datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+        # Parsing the offset is cheaper than a replace() of the parsed value (five a row).
+        return None if value is None else datetime.fromisoformat(value + "+00:00")
 
 
 class _Postgres(_Dialect):

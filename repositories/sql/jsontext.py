@@ -30,3 +30,8 @@ def loads(text):
     if pattern.search(text):
         return json.loads(text)
     return orjson.loads(text)
+
+
+def loads_text(text: str):
+    """``loads`` for a ``str`` (SQLite's JSON columns), without the type dispatch."""
+    return json.loads(text) if _LONG_NUMBER.search(text) else orjson.loads(text)

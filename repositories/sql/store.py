@@ -90,8 +90,11 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
 
     def get(self, session_id):
         d = self._dialect
-        with self._transactions.cursor(write=False, single=True) as cursor:
-            return d.session(d.fetch(cursor, d.by_id, session_id))
+        key = check.session_key(session_id)
+        row = self._transactions.read_row(d.by_id, (key,))
+        if row is None:
+            raise SessionNotFound(key)
+        return d.session(row)
 
     def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None, states=None):
         check.check_limit("limit", limit, 1, 200)
