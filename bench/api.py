@@ -96,6 +96,36 @@ class Server:
                 admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
 
+class FloorServer:
+    """bench/floor_app.py under gunicorn with Runboard's worker class, workers and threads,
+    on the same scratch database (Runboard's own server stays up, idle, beside it)."""
+
+    def __init__(self, server: Server):
+        self.port = free_port()
+        workers, threads = LAYOUT[server.store]
+        database = (server.url.removeprefix("sqlite:///") if server.store == "sqlite"
+                    else server.url.replace("postgresql+psycopg://", "postgresql://"))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", str(workers), "--threads", str(threads),
+             "-b", f"127.0.0.1:{self.port}", "--access-logfile", "/dev/null", "floor_app:app"],
+            cwd=Path(__file__).resolve().parent, env={**os.environ, "FLOOR_DATABASE": database},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        Server._wait(self)
+
+    def close(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def floor_scenarios(ids: list[str], connections: int) -> dict[str, list[list[bytes]]]:
+    build = loadgen.build_request
+    return {
+        "GET /healthz": [[build("GET", "/healthz")]] * connections,
+        "floor: one UPDATE": [[build("POST", f"/floor/{i}/progress")] for i in ids],
+        "floor: one SELECT": [[build("GET", f"/floor/{i}")] for i in ids],
+    }
+
+
 def scenarios(server: Server, connections: int) -> dict[str, list[list[bytes]]]:
     """Per scenario, the requests each connection cycles through."""
     ids = []
@@ -105,6 +135,7 @@ def scenarios(server: Server, connections: int) -> dict[str, list[list[bytes]]]:
         ids.append(session["id"])
     batch = {"entries": [{"level": "info", "message": "step finished in 12 ms; residual 0.00042"}] * 100}
     build = loadgen.build_request
+    server.running_ids = ids
     return {
         "GET /healthz": [[build("GET", "/healthz")]] * connections,
         "POST …/progress": [[build("POST", f"/api/v1/sessions/{i}/progress", TOKEN,
@@ -151,6 +182,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-floor", action="store_true", help="skip the bare Flask + one-statement floor")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds = 1.0, 1
@@ -174,6 +206,16 @@ def main():
                             verdict += " / p99 " + ("PASS" if result["p99"] < 25 else "FAIL")
                         rows.append((store, f"{workers}×{threads}", concurrency, name, result, ratio,
                                      f"≥ {target:.0%}" if target else "", verdict))
+                    if not args.no_floor:
+                        floor = FloorServer(server)
+                        try:
+                            floor_results = measure(pool, floor.port, floor_scenarios(server.running_ids, concurrency),
+                                                    args.seconds, args.rounds)
+                        finally:
+                            floor.close()
+                        for name, (result, ratio, _) in floor_results.items():
+                            if name != "GET /healthz":
+                                rows.append((store, f"{workers}×{threads}", concurrency, name, result, ratio, "", ""))
                     print(f"{store} c={concurrency} done", flush=True)
             finally:
                 server.close()

@@ -1,6 +1,7 @@
 """Every row of SPEC §4, with its error codes, through the HTTP interface."""
 from __future__ import annotations
 
+import io
 import uuid
 
 import pytest
@@ -77,6 +78,23 @@ def test_bodies_over_one_mebibyte_are_413_and_logs_may_reach_ten(admin):
     response = admin.post(f"/sessions/{session['id']}/logs", data=too_big, headers={"Content-Type": "application/json"})
     assert response.status_code == 413 and error_code(response) == "request_entity_too_large"
     assert admin.get(f"/sessions/{session['id']}").json["log_count"] == 1200
+
+
+def test_a_body_without_content_length_is_read_and_limited_the_same_way(admin):
+    """Chunked bodies (no Content-Length; the server terminates the stream) take werkzeug's
+    streaming path instead of the direct read, under the same 1 MiB and 10 MiB limits."""
+    session = running(admin)
+    chunked = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    terminated = {"wsgi.input_terminated": True}
+    report = b'{"progress": {"current": 3, "total": 4}}'
+    response = admin.post(f"/sessions/{session['id']}/progress", input_stream=io.BytesIO(report),
+                          headers=chunked, environ_overrides=terminated)
+    assert response.status_code == 200 and response.json == {"state": "running", "stop_requested": False}
+    big = b'{"progress": {"blob": "' + b"x" * (1024 * 1024) + b'"}}'
+    response = admin.post(f"/sessions/{session['id']}/progress", input_stream=io.BytesIO(big),
+                          headers=chunked, environ_overrides=terminated)
+    assert response.status_code == 413 and error_code(response) == "request_entity_too_large"
+    assert admin.get(f"/sessions/{session['id']}").json["progress"] == {"current": 3, "total": 4, "percent": 75.0}
 
 
 def test_list_is_newest_first_with_filters_and_cursor_pages(admin):
