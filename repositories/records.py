@@ -18,8 +18,9 @@ def iso(moment: datetime | None) -> str | None:
         return None
     if moment.tzinfo is not timezone.utc:
         moment = moment.astimezone(timezone.utc)
-    # isoformat is several times cheaper than strftime, and every response carries five.
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # isoformat is several times cheaper than strftime, and every response carries five;
+    # cutting its "+00:00" is cheaper than a replace() before it.
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 @dataclasses.dataclass

@@ -176,6 +176,23 @@ class Transactions:
         finally:
             cursor.close()
 
+    def write_row(self, statement: str, params: tuple):
+        """The first row of one writing statement (``… RETURNING``, or None) as its own
+        transaction: SQLite in autocommit on the thread's connection, queued on the writer
+        lock, with no context manager around it (the progress report is the most frequent
+        write); PostgreSQL through ``cursor``."""
+        if not self._sqlite:
+            with self.cursor() as cursor:
+                cursor.execute(statement, params)
+                return cursor.fetchone()
+        with self._writer:
+            cursor = self._driver_connection()[0].cursor()
+            try:
+                cursor.execute(statement, params)
+                return cursor.fetchone()
+            finally:
+                cursor.close()
+
     def _autocommit_read(self):
         """PostgreSQL, one read statement: autocommit, so one round trip — no BEGIN and no
         COMMIT (a statement is its own snapshot)."""

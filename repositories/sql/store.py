@@ -201,9 +201,8 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
         session matched, so the path below names the reason (unknown id or wrong state)."""
         d = self._dialect
         stamp = d.dump_ts(self._clock())
-        with self._transactions.cursor(single=True) as cursor:
-            cursor.execute(d.progress_patch, (d.dump_json(patch), stamp, stamp, check.session_key(session_id)))
-            row = cursor.fetchone()
+        row = self._transactions.write_row(
+            d.progress_patch, (d.dump_json(patch), stamp, stamp, check.session_key(session_id)))
         return None if row is None else ProgressAck(State.RUNNING, bool(row[0]))
 
     def _swap_progress(self, session_id, progress):
