@@ -165,33 +165,32 @@ class Transactions:
         """The first row of one read statement (or None) by the cheapest route each
         database has: SQLite on the thread's own connection in autocommit, with no context
         manager around it (``get`` is the most frequent read); PostgreSQL in autocommit."""
-        if not self._sqlite:
-            with self.cursor(write=False, single=True) as cursor:
-                cursor.execute(statement, params)
-                return cursor.fetchone()
-        cursor = self._driver_connection()[0].cursor()
-        try:
-            cursor.execute(statement, params)
-            return cursor.fetchone()
-        finally:
-            cursor.close()
+        if self._sqlite:
+            return self._sqlite_row(statement, params)
+        with self.cursor(write=False, single=True) as cursor:
+            return self._first_row(cursor, statement, params)
 
     def write_row(self, statement: str, params: tuple):
         """The first row of one writing statement (``… RETURNING``, or None) as its own
         transaction: SQLite in autocommit on the thread's connection, queued on the writer
-        lock, with no context manager around it (the progress report is the most frequent
-        write); PostgreSQL through ``cursor``."""
-        if not self._sqlite:
-            with self.cursor() as cursor:
-                cursor.execute(statement, params)
-                return cursor.fetchone()
-        with self._writer:
-            cursor = self._driver_connection()[0].cursor()
-            try:
-                cursor.execute(statement, params)
-                return cursor.fetchone()
-            finally:
-                cursor.close()
+        lock (the progress report is the most frequent write); PostgreSQL through ``cursor``."""
+        if self._sqlite:
+            with self._writer:
+                return self._sqlite_row(statement, params)
+        with self.cursor() as cursor:
+            return self._first_row(cursor, statement, params)
+
+    def _sqlite_row(self, statement: str, params: tuple):
+        cursor = self._driver_connection()[0].cursor()
+        try:
+            return self._first_row(cursor, statement, params)
+        finally:
+            cursor.close()
+
+    @staticmethod
+    def _first_row(cursor, statement: str, params: tuple):
+        cursor.execute(statement, params)
+        return cursor.fetchone()
 
     def _autocommit_read(self):
         """PostgreSQL, one read statement: autocommit, so one round trip — no BEGIN and no
