@@ -1,6 +1,7 @@
 """API benchmark: gunicorn with the project's own config, driven over keep-alive
 connections from a separate process; every figure is also a ratio to GET /healthz
-measured in the same run.
+measured in the same run.  A floor (bench/floor_app.py: bare Flask, one statement) is
+measured beside it, and the ratio it leaves Runboard is printed as its "cap".
 
     python bench/api.py                 # SQLite (1 worker × 8 threads) and PostgreSQL (2 × 4)
     python bench/api.py --quick         # 1 s per figure
@@ -171,6 +172,15 @@ def measure(pool, port, plans, seconds, rounds):
     return {"GET /healthz": (healthz, 1.0, healthz), **results}
 
 
+def implied_cap(ours: float, bare: float, floor: float) -> float:
+    """The best ratio to Runboard's /healthz an endpoint doing at least the floor's statement
+    can reach.  Under a saturated CPU, costs per request add up: the statement costs
+    1/floor - 1/bare on top of a bare request, so on top of Runboard's /healthz (1/ours) it
+    leaves at most (1/ours) / (1/ours + 1/floor - 1/bare)."""
+    statement = max(1 / floor - 1 / bare, 0.0)
+    return 1 / (1 + ours * statement)
+
+
 TARGETS = {"POST …/progress": 0.70, "GET /sessions/{id}": 0.75, "POST …/logs (100)": 0.40}
 
 
@@ -213,9 +223,12 @@ def main():
                                                     args.seconds, args.rounds)
                         finally:
                             floor.close()
+                        ours = results["GET /healthz"][0]["rps"]
+                        bare = floor_results["GET /healthz"][0]["rps"]
                         for name, (result, ratio, _) in floor_results.items():
                             if name != "GET /healthz":
-                                rows.append((store, f"{workers}×{threads}", concurrency, name, result, ratio, "", ""))
+                                rows.append((store, f"{workers}×{threads}", concurrency, name, result, ratio,
+                                             f"cap {implied_cap(ours, bare, result['rps']):.0%}", ""))
                     print(f"{store} c={concurrency} done", flush=True)
             finally:
                 server.close()
