@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from typing import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -88,6 +89,15 @@ def make_engine(url: str, **options) -> Engine:
     return prepare_engine(create_engine(url, **{**engine_options(url), **options}))
 
 
+class _ThreadConnection:
+    """Holds a thread's own connection in its local storage; when the thread ends, the
+    holder goes and its finalizer closes the connection."""
+    __slots__ = ("connection", "__weakref__")
+
+    def __init__(self, connection):
+        self.connection = connection
+
+
 class Transactions:
     """The one way store methods open a transaction.
 
@@ -106,6 +116,10 @@ class Transactions:
         # contention into long tail latency.  Other processes still meet the busy timeout.
         self._writer = threading.Lock() if self._sqlite else contextlib.nullcontext()
         self._local = threading.local()
+        # Per-thread PostgreSQL connections: each closes when its thread ends (the finalizer
+        # of the holder kept in the thread's local storage) or at close(), whichever is first.
+        self._finalizers: list[weakref.finalize] = []
+        self._finalizers_lock = threading.Lock()
         if self._sqlite:
             self._write = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             self._snapshot = engine
@@ -163,12 +177,20 @@ class Transactions:
 
     def read_row(self, statement: str, params: tuple):
         """The first row of one read statement (or None) by the cheapest route each
-        database has: SQLite on the thread's own connection in autocommit, with no context
-        manager around it (``get`` is the most frequent read); PostgreSQL in autocommit."""
+        database has: the thread's own connection in autocommit, with no context manager
+        around it (``get`` is the most frequent read)."""
         if self._sqlite:
             return self._sqlite_row(statement, params)
-        with self.cursor(write=False, single=True) as cursor:
-            return self._first_row(cursor, statement, params)
+        return self._first_row(self._relaxed_cursor(), statement, params)
+
+    def relaxed_row(self, statement: str, params: tuple):
+        """``write_row`` for a write whose loss in a *database server* crash is harmless
+        (a progress report the next one supersedes): PostgreSQL runs it in autocommit on
+        the thread's own connection, whose commits do not wait for the WAL flush — one
+        round trip, no BEGIN, SET or COMMIT."""
+        if self._sqlite:
+            return self.write_row(statement, params)
+        return self._first_row(self._relaxed_cursor(), statement, params)
 
     def write_row(self, statement: str, params: tuple):
         """The first row of one writing statement (``… RETURNING``, or None) as its own
@@ -179,6 +201,31 @@ class Transactions:
                 return self._sqlite_row(statement, params)
         with self.cursor() as cursor:
             return self._first_row(cursor, statement, params)
+
+    def _relaxed_cursor(self):
+        """PostgreSQL: a cursor on this thread's own autocommit connection with
+        ``synchronous_commit = off``, detached from the pool (a checkout and two autocommit
+        switches cost more than the statement).  Only ``read_row`` and ``relaxed_row`` use
+        it, so nothing that must be durable ever commits on it."""
+        holder = getattr(self._local, "relaxed", None)
+        if holder is None or holder.connection.closed:
+            pooled = self.engine.raw_connection()
+            connection = pooled.driver_connection
+            pooled.detach()
+            connection.autocommit = True
+            connection.execute("SET synchronous_commit TO OFF")
+            holder = self._local.relaxed = _ThreadConnection(connection)
+            finalizer = weakref.finalize(holder, connection.close)
+            with self._finalizers_lock:
+                self._finalizers = [f for f in self._finalizers if f.alive] + [finalizer]
+        return holder.connection.cursor()
+
+    def close(self) -> None:
+        """Close the per-thread PostgreSQL connections (the pool's are the engine's)."""
+        with self._finalizers_lock:
+            finalizers, self._finalizers = self._finalizers, []
+        for finalizer in finalizers:
+            finalizer()
 
     def _sqlite_row(self, statement: str, params: tuple):
         cursor = self._driver_connection()[0].cursor()

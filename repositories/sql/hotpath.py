@@ -31,7 +31,8 @@ SESSION_SELECT = ("id, kind, label, owner, state, stop_requested, progress, meta
 
 class _Dialect:
     lock = ""
-    compare_and_swap = False
+    #: The stored progress as SQL text (PostgreSQL's json type compares only as text).
+    progress_text = "progress"
     #: An UPDATE that applies an RFC 7396 patch to the stored progress inside the database
     #: (SQLite's ``json_patch``), or None.
     progress_patch: str | None = None
@@ -56,7 +57,10 @@ class _Dialect:
         # and the session still running, so a read and a write need no transaction around them.
         self.progress_swap = self.sql(
             "UPDATE sessions SET progress = ?, heartbeat_at = ?, updated_at = ?"
-            " WHERE pk = ? AND state = 'running' AND progress = ? RETURNING stop_requested")
+            f" WHERE pk = ? AND state = 'running' AND {self.progress_text} = ? RETURNING stop_requested")
+        # The stored progress as text, for the swap to compare with.
+        self.swap_row = self.sql(
+            f"SELECT pk, id, state, {self.progress_text} FROM sessions WHERE id = ?")
         self.log_row = self.sql("SELECT pk, id, state, log_count FROM sessions WHERE id = ?" + self.lock)
         self.usage_add = self.sql(
             "INSERT INTO usage_rollups (owner, kind, engine, hour, sessions, tokens, cost)"
@@ -113,7 +117,6 @@ class _Dialect:
 
 
 class _Sqlite(_Dialect):
-    compare_and_swap = True
     # One statement: no read, no JSON decoded or re-encoded in Python.  json_patch keeps
     # every number's and string's text as stored, so values round-trip exactly.
     progress_patch = ("UPDATE sessions SET progress = json_patch(progress, ?), heartbeat_at = ?,"
@@ -140,6 +143,7 @@ class _Sqlite(_Dialect):
 
 class _Postgres(_Dialect):
     lock = " FOR UPDATE"
+    progress_text = "progress::text"
     # Three array parameters instead of 6 × n placeholders: psycopg parses (and caches) a
     # short statement once, where a long one was re-parsed on every call.
     _log_insert_arrays = (

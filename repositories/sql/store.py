@@ -27,7 +27,7 @@ from .hotpath import DIALECTS
 from .logs import SqlLogs
 from .maintenance import SqlMaintenance
 from .models import Base
-from . import statements
+from . import jsontext, statements
 from .rows import add_usage, to_session
 from .statements import move_counts
 
@@ -52,6 +52,7 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
         Base.metadata.create_all(self._engine)
 
     def close(self) -> None:
+        self._transactions.close()
         if self._owns_engine:
             self._engine.dispose()
 
@@ -169,10 +170,11 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
 
     def _report_progress_only(self, session_id, progress):
         """Progress alone carries no usage or meta, and the next report supersedes it, so
-        it may commit without waiting for PostgreSQL's WAL flush (see ``Transactions.cursor``).
-        SQLite tries a compare-and-swap first: two autocommit statements instead of a
-        four-step transaction; a concurrent change from another process makes it retry,
-        and after a few losses the locked path below settles it."""
+        it may commit without waiting for PostgreSQL's WAL flush (see ``relaxed_row``).
+        SQLite merges a self-contained report in the database in one statement.  Otherwise
+        a compare-and-swap: two autocommit statements instead of a locked transaction; a
+        concurrent change makes it retry, and after a few losses the locked path below
+        settles it."""
         d = self._dialect
         if d.progress_patch is not None:
             patch = self_contained_patch(progress)
@@ -180,11 +182,10 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
                 ack = self._patch_progress(session_id, patch)
                 if ack is not None:
                     return ack
-        if d.compare_and_swap:
-            for _ in range(3):
-                ack = self._swap_progress(session_id, progress)
-                if ack is not None:
-                    return ack
+        for _ in range(3):
+            ack = self._swap_progress(session_id, progress)
+            if ack is not None:
+                return ack
         with self._transactions.cursor(relaxed=True) as cursor:
             pk, key, state, stop_requested, stored = d.fetch(cursor, d.progress_only_row, session_id)
             state = State(state)
@@ -206,16 +207,16 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
         return None if row is None else ProgressAck(State.RUNNING, bool(row[0]))
 
     def _swap_progress(self, session_id, progress):
-        d = self._dialect
-        with self._transactions.cursor(single=True) as cursor:
-            pk, key, state, _, stored_text = d.fetch(cursor, d.progress_only_row, session_id)
-            check_reportable(key, State(state), "progress")
-            stored = d.load_json(stored_text)
-            if progress:
-                stored = merge_progress(stored, progress)
-            stamp = d.dump_ts(self._clock())
-            cursor.execute(d.progress_swap, (d.dump_json(stored), stamp, stamp, pk, stored_text))
-            row = cursor.fetchone()
+        d, transactions = self._dialect, self._transactions
+        key = check.session_key(session_id)
+        row = transactions.read_row(d.swap_row, (key,))
+        if row is None:
+            raise SessionNotFound(key)
+        pk, key, state, stored_text = row
+        check_reportable(key, State(state), "progress")
+        stored = merge_progress(jsontext.loads(stored_text), progress)
+        stamp = d.dump_ts(self._clock())
+        row = transactions.relaxed_row(d.progress_swap, (d.dump_json(stored), stamp, stamp, pk, stored_text))
         return None if row is None else ProgressAck(State.RUNNING, bool(row[0]))
 
     def request_stop(self, session_id):

@@ -1,6 +1,7 @@
-"""SQLite's progress fast paths.  A report that decides ``percent`` alone is merged by the
-database in one UPDATE (json_patch); any other report reads, merges and writes without a
-transaction, guarded by a compare-and-swap on the stored progress.  A write from another
+"""The SQL stores' progress fast paths.  On SQLite a report that decides ``percent`` alone
+is merged by the database in one UPDATE (json_patch); any other report (every progress-only
+report on PostgreSQL) reads, merges and writes without a transaction, guarded by a
+compare-and-swap on the stored progress.  A write from another
 process landing between its read and its write must make it retry, never be overwritten."""
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from repositories.errors import InvalidTransition, SessionNotFound
 from repositories.sql import SqlSessionRepository, store as store_module
 
 
-@pytest.fixture
-def two_processes(tmp_path):
-    """Two stores on one file, each with its own engine, as two processes would have."""
-    url = f"sqlite:///{tmp_path / 'swap.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_processes(request, tmp_path):
+    """Two stores on one database, each with its own engine, as two processes would have."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'swap.db'}"
+        SqlSessionRepository.from_url(url).create_schema()
+    else:
+        url = request.getfixturevalue("empty_postgres")()
     first = SqlSessionRepository.from_url(url)
-    first.create_schema()
     second = SqlSessionRepository.from_url(url)
     yield first, second
     first.close()
@@ -59,6 +63,7 @@ def test_a_session_finished_between_read_and_swap_refuses_the_report(two_process
     assert stored.state.value == "completed" and stored.progress == {}
 
 
+@pytest.mark.parametrize("two_processes", ["sqlite"], indirect=True)   # PostgreSQL's json has no merge
 def test_a_report_with_current_and_total_is_one_update_merged_by_the_database(two_processes, monkeypatch):
     first, second = two_processes
     session = first.create(kind="k", owner="o")
