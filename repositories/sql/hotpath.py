@@ -144,17 +144,19 @@ class _Sqlite(_Dialect):
 class _Postgres(_Dialect):
     lock = " FOR UPDATE"
     progress_text = "progress::text"
-    # Three array parameters instead of 6 × n placeholders: psycopg parses (and caches) a
-    # short statement once, where a long one was re-parsed on every call.
-    _log_insert_arrays = (
+    # The whole batch as one JSON document the server unpacks: one parameter instead of
+    # 6 × n placeholders (which psycopg re-parsed on every call) or three text arrays
+    # (which psycopg escapes element by element in Python, ~0.6 ms a batch of 100).
+    # json_to_recordset keeps each entry's ``fields`` text exactly as sent.
+    _log_insert_json = (
         "INSERT INTO log_entries (session_pk, seq, ts, level, message, fields)"
-        " SELECT %s, %s + t.n - 1, %s, t.level, t.message, t.fields::json"
-        " FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS t(level, message, fields, n)")
+        " SELECT %s, %s + t.n - 1, %s, t.level, t.message, t.fields"
+        " FROM ROWS FROM (json_to_recordset(%s::json) AS (level text, message text, fields json))"
+        " WITH ORDINALITY AS t(level, message, fields, n)")
 
     def insert_logs(self, cursor, pk: int, first: int, stamp, batch) -> None:
-        cursor.execute(self._log_insert_arrays, (
-            pk, first, stamp, [e.level for e in batch], [e.message for e in batch],
-            ["{}" if e.fields == {} else jsontext.dumps(e.fields) for e in batch]))
+        entries = jsontext.dumps([{"level": e.level, "message": e.message, "fields": e.fields} for e in batch])
+        cursor.execute(self._log_insert_json, (pk, first, stamp, entries))
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s")

@@ -177,6 +177,19 @@ def test_fields_and_messages_round_trip_exactly(repo):
     assert (entry.level, entry.message, entry.fields) == ("warning", "  spaced\tand\nnew line ", fields)
 
 
+def test_odd_text_and_numbers_in_a_batch_round_trip_exactly(repo):
+    """PostgreSQL unpacks a batch from one JSON document on the server: escapes, control
+    characters and numbers no 64-bit type holds must come back as they were sent."""
+    session = running(repo)
+    odd = ['"quoted" \\ back\\slash', "\u2028 line sep \x7f \x01 bell", "é 漢字 🎉", "{not json}", ""]
+    fields = {"big": 2**70 + 1, "float": 4.59e16, "tiny": 5e-324, "neg": -0.5, "s": "\u00e9\\n"}
+    repo.append_logs(session.id, [{"level": "info", "message": m, "fields": fields} for m in odd])
+    entries = repo.read_logs(session.id).entries
+    assert [e.message for e in entries] == odd and [e.seq for e in entries] == [1, 2, 3, 4, 5]
+    assert all(e.fields == fields for e in entries)
+    assert type(entries[0].fields["big"]) is int and type(entries[0].fields["float"]) is float
+
+
 def test_a_refused_batch_leaves_the_session_untouched(make_repo, clock):
     repo = make_repo(max_log_entries=5)
     session = running(repo)
