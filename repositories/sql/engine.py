@@ -149,7 +149,12 @@ class Transactions:
         loses nothing.
         """
         if single and not write and not self._sqlite:
-            yield from self._autocommit_read()
+            # One read: autocommit on the thread's own connection, one round trip.
+            cursor = self._relaxed_cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
             return
         with self._writer if write else contextlib.nullcontext():
             connection, pooled = self._driver_connection()
@@ -205,7 +210,7 @@ class Transactions:
     def _relaxed_cursor(self):
         """PostgreSQL: a cursor on this thread's own autocommit connection with
         ``synchronous_commit = off``, detached from the pool (a checkout and two autocommit
-        switches cost more than the statement).  Only ``read_row`` and ``relaxed_row`` use
+        switches cost more than the statement).  Only single reads and ``relaxed_row`` use
         it, so nothing that must be durable ever commits on it."""
         holder = getattr(self._local, "relaxed", None)
         if holder is None or holder.connection.closed:
@@ -238,22 +243,6 @@ class Transactions:
     def _first_row(cursor, statement: str, params: tuple):
         cursor.execute(statement, params)
         return cursor.fetchone()
-
-    def _autocommit_read(self):
-        """PostgreSQL, one read statement: autocommit, so one round trip — no BEGIN and no
-        COMMIT (a statement is its own snapshot)."""
-        connection = self.engine.raw_connection()
-        driver = connection.driver_connection
-        try:
-            driver.autocommit = True
-            cursor = connection.cursor()
-            yield cursor
-            cursor.close()
-        finally:
-            try:
-                driver.autocommit = False
-            finally:
-                connection.close()
 
     def _driver_connection(self):
         """SQLite: one connection per thread, detached from the pool and kept for the

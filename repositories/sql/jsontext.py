@@ -24,12 +24,11 @@ def dumps(value) -> str:
 
 
 def loads(text):
-    pattern = _LONG_NUMBER_BYTES if isinstance(text, (bytes, bytearray, memoryview)) else _LONG_NUMBER
+    if isinstance(text, str):
+        return loads_text(text)
     if isinstance(text, memoryview):
         text = bytes(text)
-    if pattern.search(text):
-        return json.loads(text)
-    return orjson.loads(text)
+    return json.loads(text) if _LONG_NUMBER_BYTES.search(text) else orjson.loads(text)
 
 
 def loads_text(text: str):

@@ -60,6 +60,14 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
     def _tx(self, *, write: bool = True, snapshot: bool = False):
         return self._transactions(write=write, snapshot=snapshot)
 
+    def _read_by_id(self, statement: str, session_id: str):
+        """One row of a session, read outside any transaction; SessionNotFound if none."""
+        key = check.session_key(session_id)
+        row = self._transactions.read_row(statement, (key,))
+        if row is None:
+            raise SessionNotFound(key)
+        return row
+
     @staticmethod
     def _fetch(connection, session_id: str, statement=statements.SELECT_SESSION):
         """Run a by-id lookup (``statement``); SessionNotFound if there is no such session."""
@@ -90,12 +98,7 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
             return to_session(row)
 
     def get(self, session_id):
-        d = self._dialect
-        key = check.session_key(session_id)
-        row = self._transactions.read_row(d.by_id, (key,))
-        if row is None:
-            raise SessionNotFound(key)
-        return d.session(row)
+        return self._dialect.session(self._read_by_id(self._dialect.by_id, session_id))
 
     def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None, states=None):
         check.check_limit("limit", limit, 1, 200)
@@ -207,16 +210,12 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
         return None if row is None else ProgressAck(State.RUNNING, bool(row[0]))
 
     def _swap_progress(self, session_id, progress):
-        d, transactions = self._dialect, self._transactions
-        key = check.session_key(session_id)
-        row = transactions.read_row(d.swap_row, (key,))
-        if row is None:
-            raise SessionNotFound(key)
-        pk, key, state, stored_text = row
+        d = self._dialect
+        pk, key, state, stored_text = self._read_by_id(d.swap_row, session_id)
         check_reportable(key, State(state), "progress")
         stored = merge_progress(jsontext.loads(stored_text), progress)
         stamp = d.dump_ts(self._clock())
-        row = transactions.relaxed_row(d.progress_swap, (d.dump_json(stored), stamp, stamp, pk, stored_text))
+        row = self._transactions.relaxed_row(d.progress_swap, (d.dump_json(stored), stamp, stamp, pk, stored_text))
         return None if row is None else ProgressAck(State.RUNNING, bool(row[0]))
 
     def request_stop(self, session_id):

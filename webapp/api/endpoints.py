@@ -76,7 +76,7 @@ def read_body(max_body: int) -> bytes:
     if length.isdigit() and "HTTP_TRANSFER_ENCODING" not in environ:
         if int(length) > max_body:
             raise RequestEntityTooLarge()
-        return stream.read(int(length)) if length != "0" else b""
+        return stream.read(int(length))
     if not environ.get("wsgi.input_terminated"):
         return b""             # no length and an unterminated stream: nothing is safe to read
     chunks, size = [], 0
