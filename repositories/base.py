@@ -54,9 +54,10 @@ class SessionRepository(abc.ABC):
 
     # -- transitions --------------------------------------------------------------
     @abc.abstractmethod
-    def start(self, session_id: str) -> Session:
-        """Move pending → running, set ``started_at`` and the heartbeat; return the session.
-        Raises SessionNotFound, InvalidTransition."""
+    def start(self, session_id: str, *, worker_id: str | None = None) -> Session:
+        """Move pending → running, set ``started_at``, the heartbeat and ``worker_id`` (who
+        runs it: a runner process, a Celery worker, a client); return the session.
+        Raises SessionNotFound, InvalidTransition, ValidationError (bad ``worker_id``)."""
 
     @abc.abstractmethod
     def report_progress(self, session_id: str, *, progress: dict | None = None,

@@ -121,12 +121,13 @@ class MemorySessionRepository(SessionRepository):
             return Snapshot(self._clock(), counts, sessions)
 
     # -- transitions -------------------------------------------------------------------
-    def start(self, session_id):
+    def start(self, session_id, *, worker_id=None):
+        check.check_worker_id(worker_id)
         with self._lock:
             session = self._load(session_id)
             check_move(session.id, session.state, "start", State.RUNNING)
             now = self._clock()
-            session.state, session.started_at = State.RUNNING, now
+            session.state, session.started_at, session.worker_id = State.RUNNING, now, worker_id
             session.heartbeat_at = session.updated_at = now
             return _copy(session)
 

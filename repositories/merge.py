@@ -47,18 +47,3 @@ def merge_progress(stored: dict[str, Any], patch: dict[str, Any] | None) -> dict
         if percent is not None:
             merged["percent"] = percent
     return merged
-
-
-def self_contained_patch(patch: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A patch whose plain RFC 7396 merge gives what ``merge_progress`` gives, whatever is
-    stored — or None when the stored document is needed (``percent`` derived from a stored
-    ``current`` or ``total``).  A report that carries ``percent``, or both ``current`` and
-    ``total`` (the usual report), decides the result alone, so a store can merge it inside
-    the database in one statement.  ``percent`` goes last: merged after the other keys it
-    lands where ``merge_progress`` puts it (in place if stored, else at the end)."""
-    if not patch or "percent" in patch:
-        return patch if patch else None
-    if "current" not in patch or "total" not in patch:
-        return None
-    percent = _derived_percent(patch["current"], patch["total"])
-    return patch if percent is None else {**patch, "percent": percent}

@@ -43,6 +43,7 @@ class Session:
     finished_at: datetime | None
     heartbeat_at: datetime | None
     log_count: int
+    worker_id: str | None = None
 
     def to_dict(self, *, include_cost: bool = True) -> dict[str, Any]:
         """JSON-ready form; ``include_cost=False`` is the view a plain user gets."""
@@ -57,6 +58,7 @@ class Session:
             "created_at": iso(self.created_at), "started_at": iso(self.started_at),
             "updated_at": iso(self.updated_at), "finished_at": iso(self.finished_at),
             "heartbeat_at": iso(self.heartbeat_at), "log_count": self.log_count,
+            "worker_id": self.worker_id,
         }
 
 

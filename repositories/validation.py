@@ -15,6 +15,7 @@ from .records import LogInput
 KIND_PATTERN = re.compile(r"[a-z0-9_.-]{1,64}")
 MAX_LABEL = 256
 MAX_OWNER = 256
+MAX_WORKER_ID = 256
 MAX_MESSAGE_BYTES = 8 * 1024
 MAX_TOKENS_DELTA = 2**53          # exact in JSON numbers everywhere
 MAX_TOKENS_TOTAL = 2**62          # far inside a signed 64-bit column, rollups included
@@ -52,6 +53,14 @@ def check_new_session(kind: str, label: str, owner: str, **objects: Any) -> None
 
 
 MAX_JSON_DEPTH = 32
+
+
+def check_worker_id(worker_id: Any) -> None:
+    if worker_id is None:
+        return
+    if not isinstance(worker_id, str) or not worker_id or len(worker_id) > MAX_WORKER_ID:
+        raise ValidationError("worker_id", f"must be a non-empty string of at most {MAX_WORKER_ID} characters")
+    check_text("worker_id", worker_id)
 
 
 def check_text(field: str, value: Any) -> None:

@@ -1,32 +1,25 @@
-"""Flask's JSON provider on orjson: responses such as the admin snapshot (about a thousand
-session records) spend most of their time encoding.  orjson refuses integers beyond 64
-bits, which clients may legitimately store in progress or meta, so those documents fall
-back to the standard library encoder."""
+"""Flask's JSON provider on the store's codec (``repositories.jsontext``): responses such as
+the admin snapshot (about a thousand session records) spend most of their time encoding."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
 from flask.json.provider import JSONProvider
 
+from repositories.jsontext import dumps, dumps_bytes, loads
 
-def encode(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, separators=(",", ":")).encode()
+encode = dumps_bytes
 
 
 class OrjsonProvider(JSONProvider):
     mimetype = "application/json"
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return encode(obj).decode()
+        return dumps(obj)
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        return orjson.loads(s)
+        return loads(s)
 
     def response(self, *args: Any, **kwargs: Any):
         payload = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(encode(payload), mimetype=self.mimetype)
+        return self._app.response_class(dumps_bytes(payload), mimetype=self.mimetype)

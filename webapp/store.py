@@ -47,7 +47,7 @@ def build_stores(app: Flask, settings: Settings) -> tuple[SessionRepository, Cre
         engine = prepare_engine(db.engine)
     check_reachable(engine)
     repository = SqlSessionRepository(engine, max_log_entries=settings.max_log_entries)
-    return repository, SqlCredentialStore(engine)
+    return repository, SqlCredentialStore(repository.transactions)
 
 
 def check_reachable(engine) -> None:

@@ -5,7 +5,7 @@ import secrets
 from datetime import datetime
 from typing import Callable
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -14,13 +14,13 @@ from ..credentials import (CredentialNotFound, CredentialStore, Token, User, che
 from ..errors import ValidationError
 from ..records import utcnow
 from .engine import Transactions
-from .hotpath import DIALECTS
 from .models import ApiTokenRow, UserRow
 
 tokens = ApiTokenRow.__table__
 users = UserRow.__table__
 TOKEN_COLUMNS = [tokens.c.id, tokens.c.name, tokens.c.role, tokens.c.owner, tokens.c.created_at,
                  tokens.c.revoked_at]
+FIND_TOKEN = select(*TOKEN_COLUMNS).where(tokens.c.token_hash == bindparam("p_digest"), tokens.c.revoked_at.is_(None))
 
 
 def _token(row) -> Token:
@@ -28,12 +28,11 @@ def _token(row) -> Token:
 
 
 class SqlCredentialStore(CredentialStore):
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow):
-        self._tx = Transactions(engine)
+    """Shares the session store's ``Transactions`` (one SQLite writer queue per database)."""
+
+    def __init__(self, transactions: Transactions, clock: Callable[[], datetime] = utcnow):
+        self._tx = transactions
         self._clock = clock
-        self._dialect = DIALECTS[engine.dialect.name]
-        self._find = self._dialect.sql("SELECT id, name, role, owner, created_at FROM api_tokens"
-                                       " WHERE token_hash = ? AND revoked_at IS NULL")
 
     def create_token(self, *, role, owner, name=""):
         check_token_fields(role, owner, name)
@@ -46,14 +45,9 @@ class SqlCredentialStore(CredentialStore):
         return token, secret
 
     def find_token(self, secret):
-        """Runs on every API request, so it is one fixed statement on the driver cursor."""
-        d = self._dialect
-        with self._tx.cursor(write=False, single=True) as cursor:
-            cursor.execute(self._find, (token_digest(secret),))
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        return Token(row[0], row[1], row[2], row[3], d.load_ts(row[4]), None)
+        with self._tx(write=False) as connection:
+            row = connection.execute(FIND_TOKEN, {"p_digest": token_digest(secret)}).first()
+        return None if row is None else _token(row)
 
     def list_tokens(self):
         with self._tx(write=False) as connection:

@@ -14,9 +14,9 @@ from .. import validation as check
 from ..records import CleanupCounts, UsageRow, Worker
 from ..states import TERMINAL_STATES, State, check_move, cleanup_states
 from ..usage import BY_DAY, check_grouping, day_start, fold_days, hour_of
-from .rows import _dialect_insert as _insert
-from .rows import leases, logs, sessions, ticks, upsert_worker, usage_daily, usage_rollups, workers
-from .statements import move_counts
+from . import statements
+from .rows import leases, logs, sessions, ticks, usage_daily, usage_rollups, workers
+from .statements import dialect_insert, move_counts
 
 #: Sessions removed per cleanup transaction: each batch removes whole sessions, and the
 #: write lock is released between batches so workers' reports are not held up for seconds.
@@ -88,7 +88,7 @@ class SqlMaintenance:
                 return False                 # run already; a late caller must not take the lease
             if current is None:
                 # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT DO NOTHING.
-                inserted = connection.execute(_insert(connection, leases).values(
+                inserted = connection.execute(dialect_insert(self.name, leases).values(
                     name=SCHEDULER, holder=holder, expires_at=now + lease)
                     .on_conflict_do_nothing().returning(leases.c.name)).first()
                 if inserted is None:         # another process created it first
@@ -98,7 +98,7 @@ class SqlMaintenance:
             else:
                 connection.execute(update(leases).where(leases.c.name == SCHEDULER)
                                    .values(holder=holder, expires_at=now + lease))
-            ran = connection.execute(_insert(connection, ticks).values(
+            ran = connection.execute(dialect_insert(self.name, ticks).values(
                 job=job, tick=tick, holder=holder, ran_at=now).on_conflict_do_nothing()
                 .returning(ticks.c.tick)).first() is not None
             # Keep the record of recent ticks only.
@@ -116,9 +116,8 @@ class SqlMaintenance:
         whose commit crosses the auto-checkpoint threshold pays for copying every page the
         cleanup wrote (hundreds of milliseconds).  PASSIVE never blocks other writers."""
         began = time.monotonic()
-        with self._transactions.cursor(write=False, single=True) as cursor:
-            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            cursor.fetchall()
+        with self._tx(write=False) as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
         time.sleep(max(held * SQLITE_CLEANUP_DUTY_PAUSE - (time.monotonic() - began), 0))
 
     def usage(self, *, by, since=None, owner=None):
@@ -144,9 +143,9 @@ class SqlMaintenance:
         check.check_worker(worker_id, host, pid, active, rss_bytes, version)
         now = self._clock()
         with self._tx() as connection:
-            upsert_worker(connection, {"worker_id": worker_id, "host": host, "pid": pid, "active": active,
-                                       "rss_bytes": rss_bytes, "version": version, "last_seen": now},
-                          keep={"started_at": now})
+            connection.execute(statements.UPSERT_WORKER[self.name], {
+                "worker_id": worker_id, "host": host, "pid": pid, "active": active, "rss_bytes": rss_bytes,
+                "version": version, "last_seen": now, "started_at": now})
             started_at = connection.execute(select(workers.c.started_at)
                                             .where(workers.c.worker_id == worker_id)).scalar_one()
         return Worker(worker_id, host, pid, active, rss_bytes, version, now, started_at)

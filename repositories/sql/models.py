@@ -93,6 +93,7 @@ class SessionRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     log_count: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
     __table_args__ = (
         # Each list filter and each snapshot bucket walks one of these newest-first.

@@ -1,12 +1,8 @@
-"""Row ↔ record conversion and the small statements several store methods share."""
+"""The tables, and row ↔ record conversion."""
 from __future__ import annotations
-
-from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..records import LogEntry, Session
 from ..states import State
-from ..usage import day_start
 from .models import (LogRow, SchedulerLeaseRow, SchedulerTickRow, SessionRow, StateCountRow, UsageDailyRow,
                      UsageRollupRow, WorkerRow)
 
@@ -19,7 +15,7 @@ workers = WorkerRow.__table__
 leases = SchedulerLeaseRow.__table__
 ticks = SchedulerTickRow.__table__
 
-SESSION_COLUMNS = [c for c in sessions.c]
+SESSION_COLUMNS = [c for c in sessions.c if c.name != "pk"]
 LOG_COLUMNS = [logs.c.seq, logs.c.ts, logs.c.level, logs.c.message, logs.c.fields]
 
 
@@ -31,31 +27,12 @@ def to_session(row) -> Session:
         params=m["params"], result=m["result"], error=m["error"],
         usage={"tokens": int(m["tokens"]), "cost": float(m["cost"])},
         created_at=m["created_at"], started_at=m["started_at"], updated_at=m["updated_at"],
-        finished_at=m["finished_at"], heartbeat_at=m["heartbeat_at"], log_count=m["log_count"])
+        finished_at=m["finished_at"], heartbeat_at=m["heartbeat_at"], log_count=m["log_count"],
+        worker_id=m["worker_id"])
 
 
 def to_log(row) -> LogEntry:
     return LogEntry(row.seq, row.ts, row.level, row.message, row.fields)
-
-
-def _dialect_insert(connection: Connection, table):
-    module = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return module.insert(table)
-
-
-def add_usage(connection: Connection, key: tuple, *, sessions_delta: int = 0, tokens: int = 0,
-              cost: float = 0.0) -> None:
-    """Upsert-add the hourly and the daily rollup row, in the caller's transaction."""
-    owner, kind, engine, hour = key
-    for table, period, moment in ((usage_rollups, "hour", hour), (usage_daily, "day", day_start(hour))):
-        stmt = _dialect_insert(connection, table).values(
-            owner=owner, kind=kind, engine=engine, **{period: moment}, sessions=sessions_delta, tokens=tokens,
-            cost=cost)
-        connection.execute(stmt.on_conflict_do_update(
-            index_elements=["owner", "kind", "engine", period],
-            set_={"sessions": table.c.sessions + stmt.excluded.sessions,
-                  "tokens": table.c.tokens + stmt.excluded.tokens,
-                  "cost": table.c.cost + stmt.excluded.cost}))
 
 
 def daily_from_hourly(dialect: str) -> str:
@@ -65,11 +42,3 @@ def daily_from_hourly(dialect: str) -> str:
     return (f"INSERT INTO usage_daily (owner, kind, engine, day, sessions, tokens, cost) "
             f"SELECT owner, kind, engine, {day}, sum(sessions), sum(tokens), sum(cost) "
             f"FROM usage_rollups GROUP BY owner, kind, engine, {day}")
-
-
-def upsert_worker(connection: Connection, values: dict, keep: dict) -> None:
-    """Insert or update; the ``keep`` columns are written on insert only."""
-    stmt = _dialect_insert(connection, workers).values(**values, **keep)
-    connection.execute(stmt.on_conflict_do_update(
-        index_elements=["worker_id"],
-        set_={k: stmt.excluded[k] for k in values if k != "worker_id"}))

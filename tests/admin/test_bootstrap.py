@@ -6,7 +6,7 @@ from pathlib import Path
 
 from admin_support import build_app, login
 from repositories.credentials import MemoryCredentialStore
-from repositories.sql import SqlSessionRepository
+from repositories.sql import SqlSessionRepository, Transactions
 from repositories.sql.credentials import SqlCredentialStore
 from repositories.sql.engine import make_engine
 from webapp.admin.bootstrap import ensure_first_admin
@@ -49,7 +49,7 @@ def test_on_a_sql_store_it_opens_the_configured_database_itself(tmp_path):
     assert ensure_first_admin(settings, echo=printed.append) is False
     engine = make_engine(url)
     try:
-        assert SqlCredentialStore(engine).has_admin()
+        assert SqlCredentialStore(Transactions(engine)).has_admin()
     finally:
         engine.dispose()
 

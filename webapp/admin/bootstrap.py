@@ -57,11 +57,11 @@ def create_memory_admin(app: Flask) -> None:
 
 
 def _sql_credentials(settings):
-    from repositories.sql import make_engine
+    from repositories.sql import Transactions, make_engine
     from repositories.sql.credentials import SqlCredentialStore
 
     from .. import INSTANCE_PATH
     from ..store import sqlalchemy_url
 
     engine = make_engine(sqlalchemy_url(settings, INSTANCE_PATH))
-    return SqlCredentialStore(engine), engine
+    return SqlCredentialStore(Transactions(engine)), engine

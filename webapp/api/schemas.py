@@ -145,6 +145,7 @@ class SessionOut(BaseModel):
     finished_at: str | None
     heartbeat_at: str | None
     log_count: int
+    worker_id: str | None = Field(description="who started the session: a runner process, a Celery worker or a client")
 
 
 class SessionPage(BaseModel):
