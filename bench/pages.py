@@ -13,8 +13,7 @@ request handling + queries + rendering, no network), every page is requested 3 t
 warm up and --samples times measured: median and p95 in ms, target < 100 ms median.
 
 One more request per page runs with every statement recorded (SQLAlchemy's
-``before/after_cursor_execute`` for Core, and a wrapped ``Transactions.cursor`` for the
-driver-level hot paths).  A statement that counts ``sessions`` without WHERE, or reads it
+``before/after_cursor_execute``; every store method runs Core statements).  A statement that counts ``sessions`` without WHERE, or reads it
 with neither WHERE nor LIMIT, is flagged; on PostgreSQL each recorded SELECT is run again
 under EXPLAIN ANALYZE to sum the rows it examined per table, and the plan of the slowest
 statement of a page that misses the target is printed.  "SQL ms" sums the recorded
@@ -178,44 +177,11 @@ class Statement:
         return self.sql.lstrip().upper().startswith("SELECT")
 
 
-class _RecordingCursor:
-    """A driver cursor that records what it executes (fetch time counts to the last one)."""
-
-    def __init__(self, cursor, log: list[Statement]):
-        self._cursor, self._log = cursor, log
-
-    def execute(self, sql, *args):
-        self._log.append(Statement(sql, args[0] if args else None))
-        return self._timed(self._cursor.execute, sql, *args)
-
-    def _timed(self, call, *args):
-        started = time.perf_counter()
-        try:
-            return call(*args)
-        finally:
-            self._log[-1].ms += (time.perf_counter() - started) * 1000
-
-    def fetchone(self):
-        return self._timed(self._cursor.fetchone)
-
-    def fetchall(self):
-        return self._timed(self._cursor.fetchall)
-
-    def __getattr__(self, name):
-        return getattr(self._cursor, name)
-
-
 @contextlib.contextmanager
 def recording(repo):
     """Every statement ``repo`` runs inside the block, in order."""
     log: list[Statement] = []
-    transactions, engine = repo._transactions, repo._engine
-    driver_cursor = transactions.cursor
-
-    @contextlib.contextmanager
-    def cursor(*args, **kwargs):
-        with driver_cursor(*args, **kwargs) as real:
-            yield _RecordingCursor(real, log)
+    engine = repo.transactions.engine
 
     def before(conn, cursor_, statement, parameters, context, executemany):
         log.append(Statement(statement, parameters))
@@ -224,7 +190,6 @@ def recording(repo):
     def after(conn, cursor_, statement, parameters, context, executemany):
         log[-1].ms += (time.perf_counter() - conn.info.pop("bench_started")) * 1000
 
-    transactions.cursor = cursor
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "after_cursor_execute", after)
     try:
@@ -232,7 +197,6 @@ def recording(repo):
     finally:
         event.remove(engine, "after_cursor_execute", after)
         event.remove(engine, "before_cursor_execute", before)
-        del transactions.cursor                      # back to the class's method
 
 
 def flag(sql: str) -> str | None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+
+from .models import UtcDateTime
 
 from .rows import SESSION_COLUMNS, sessions, state_counts, usage_daily, usage_rollups, workers
 
@@ -51,6 +53,16 @@ CANCEL = _update(stop_requested=1, state=1, finished_at=1, updated_at=1)
 FINISH = _update(state=1, result=1, error=1, finished_at=1, updated_at=1)
 
 
+def _compiled_once(stmt, dialect: str, *timestamps: str):
+    """SQLAlchemy never caches the dialects' own INSERT (the one that can say ON CONFLICT):
+    it would compile these upserts again on every call, which cost more than the rest of a
+    session's creation.  So each is compiled once, here, into a ``text()`` statement with
+    the same named parameters (``timestamps`` keep their column type's conversion)."""
+    compiler = {"sqlite": sqlite.dialect, "postgresql": postgresql.dialect}[dialect](paramstyle="named")
+    return text(str(stmt.compile(dialect=compiler))).bindparams(
+        *[bindparam(name, type_=UtcDateTime) for name in timestamps])
+
+
 def _usage_upsert(module, table, period: str):
     """Add sessions, tokens and cost to one rollup row, creating it when absent."""
     stmt = module.insert(table).values(
@@ -65,7 +77,7 @@ def _usage_upsert(module, table, period: str):
 
 def _worker_upsert(module):
     """Insert or update a worker; ``started_at`` is written on insert only."""
-    stmt = module.insert(workers)
+    stmt = module.insert(workers).values({name: bindparam(name) for name in workers.c.keys()})
     return stmt.on_conflict_do_update(
         index_elements=["worker_id"],
         set_={k: stmt.excluded[k] for k in ("host", "pid", "active", "rss_bytes", "version", "last_seen")})
@@ -73,9 +85,11 @@ def _worker_upsert(module):
 
 _DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
 #: Per dialect: (hourly rollup upsert, daily rollup upsert).
-ADD_USAGE = {name: (_usage_upsert(m, usage_rollups, "hour"), _usage_upsert(m, usage_daily, "day"))
+ADD_USAGE = {name: (_compiled_once(_usage_upsert(m, usage_rollups, "hour"), name, "p_hour"),
+                    _compiled_once(_usage_upsert(m, usage_daily, "day"), name, "p_day"))
              for name, m in _DIALECTS.items()}
-UPSERT_WORKER = {name: _worker_upsert(m) for name, m in _DIALECTS.items()}
+UPSERT_WORKER = {name: _compiled_once(_worker_upsert(m), name, "last_seen", "started_at")
+                 for name, m in _DIALECTS.items()}
 
 
 def dialect_insert(dialect: str, table):
