@@ -170,9 +170,9 @@ def test_the_apps_sqlite_connections_all_run_in_wal_with_our_settings(sqlite_url
     try:
         repository = app.extensions["runboard"]
         repository.create_schema()
-        with repository.transactions(write=False) as connection:
-            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1    # NORMAL
+        with repository.transactions(write=False) as cursor:
+            assert cursor.execute_text("PRAGMA journal_mode") == [("wal",)]
+            assert cursor.execute_text("PRAGMA synchronous") == [(1,)]        # NORMAL
         session = repository.create(kind="k", owner="o", label="RÉSUMÉ.csv")
         assert [s.id for s in repository.list_sessions(q="résumé").items] == [session.id]
     finally:

@@ -1,12 +1,10 @@
 """Engines, and the one transaction context manager every SQL store method goes through.
 
 SQLite needs two adjustments to be a safe multi-threaded, multi-process store:
-* pysqlite's own implicit BEGIN is switched off and SQLAlchemy's ``begin`` event emits
-  ours, so a write transaction can start with ``BEGIN IMMEDIATE``: it takes the write
-  lock up front (waiting up to ``busy_timeout``) instead of failing with "database is
-  locked" when a read transaction later tries to upgrade.  A snapshot starts with
-  ``BEGIN DEFERRED``; a plain read begins nothing, so each of its statements is its own
-  consistent snapshot, as under PostgreSQL's READ COMMITTED;
+* pysqlite's own implicit BEGIN is switched off and we issue ours, so a write transaction
+  starts with ``BEGIN IMMEDIATE``: it takes the write lock up front (waiting up to
+  ``busy_timeout``) instead of failing with "database is locked" when a read transaction
+  later tries to upgrade;
 * WAL lets readers proceed beside the one writer and makes every read transaction a
   point-in-time snapshot; ``synchronous=NORMAL`` keeps acknowledged commits across a
   process crash (kill -9) — only an OS crash or power loss can lose the last commits.
@@ -18,12 +16,13 @@ import threading
 from typing import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 
 from .. import jsontext
 from ..errors import ConfigurationError
+from .compiled import Cursor, Plans
 
 BUSY_TIMEOUT_MS = 30_000
-_BEGIN_OPTION = "runboard_begin"
 
 
 def _casefold(text):
@@ -42,10 +41,9 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
 
 
 def _sqlite_on_begin(connection: Connection) -> None:
-    # Straight to the driver: SQLAlchemy's own execute path would double the cost of a read.
-    mode = connection.get_execution_options().get(_BEGIN_OPTION)
-    if mode is not None:
-        connection.connection.driver_connection.execute(f"BEGIN {mode}")
+    # For SQLAlchemy connections (migrations, bulk loads): the store's own transactions
+    # begin on the driver cursor (``Transactions``).
+    connection.connection.driver_connection.execute("BEGIN")
 
 
 def prepare_engine(engine: Engine) -> Engine:
@@ -83,12 +81,15 @@ def make_engine(url: str, **options) -> Engine:
 
 
 class Transactions:
-    """The one way store methods open a transaction: ``with transactions(write=...) as c``.
+    """The one way store methods open a transaction: ``with transactions(write=...) as cursor``.
 
-    The block commits when it ends, rolls back if it raises, and always returns the
-    connection to the engine's pool.  ``write`` takes SQLite's write lock at BEGIN;
-    ``snapshot`` asks PostgreSQL for a read-only REPEATABLE READ transaction so several
-    SELECTs see one consistent state (every SQLite read transaction already does, in WAL).
+    The block runs on a driver connection checked out of the engine's pool, commits when
+    it ends, rolls back if it raises, and always returns the connection to the pool; its
+    statements are Core statements run through ``compiled.Cursor``.  ``write`` takes
+    SQLite's write lock at BEGIN; ``snapshot`` makes several SELECTs see one consistent
+    state (SQLite: a read transaction, in WAL a point-in-time view; PostgreSQL: read-only
+    REPEATABLE READ).  A plain read begins nothing on SQLite, so each of its statements is
+    its own snapshot, as under PostgreSQL's READ COMMITTED.
 
     SQLite admits one writer.  Writers of this process queue on one lock, in order, rather
     than in SQLite's busy handler, which polls with sleeps of up to 100 ms and turns
@@ -99,18 +100,52 @@ class Transactions:
 
     def __init__(self, engine: Engine):
         self.engine = prepare_engine(engine)
+        self.plans = Plans(engine)
+        self._driver_error = engine.dialect.loaded_dbapi.Error
         sqlite = engine.dialect.name == "sqlite"
         self._writer = threading.Lock() if sqlite else contextlib.nullcontext()
         if sqlite:
-            self._write = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-            self._snapshot = engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+            self._begin = {(True, False): "BEGIN IMMEDIATE", (True, True): "BEGIN IMMEDIATE",
+                           (False, True): "BEGIN", (False, False): None}
         else:
-            self._write = engine
-            self._snapshot = engine.execution_options(isolation_level="REPEATABLE READ",
-                                                      postgresql_readonly=True)
+            self._begin = {(False, True): "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"}
 
     @contextlib.contextmanager
-    def __call__(self, *, write: bool, snapshot: bool = False) -> Iterator[Connection]:
-        engine = self._write if write else self._snapshot if snapshot else self.engine
-        with self._writer if write else contextlib.nullcontext(), engine.begin() as connection:
-            yield connection
+    def __call__(self, *, write: bool, snapshot: bool = False) -> Iterator[Cursor]:
+        with self._writer if write else contextlib.nullcontext():
+            try:
+                connection = self.engine.raw_connection()
+            except self._driver_error as exc:
+                raise self._wrapped(exc, None) from exc
+            cursor = None
+            try:
+                cursor = Cursor(connection.cursor(), self.plans)
+                begin = self._begin.get((write, snapshot))
+                if begin is not None:
+                    cursor.execute_text(begin)
+                yield cursor
+                cursor.close()         # an unfinished SELECT would pin SQLite's read snapshot
+                connection.commit()
+            except self._driver_error as exc:
+                self._discard(connection, exc)
+                raise self._wrapped(exc, cursor) from exc
+            except BaseException:
+                connection.rollback()
+                raise
+            finally:
+                connection.close()     # back to the pool (a discarded one is replaced)
+
+    def _discard(self, connection, exc: Exception) -> None:
+        """Roll back; a connection the server dropped is invalidated instead, so the pool
+        opens a new one rather than handing the dead one out again."""
+        if self.engine.dialect.is_disconnect(exc, connection.dbapi_connection, None):
+            connection.invalidate(exc)
+            return
+        with contextlib.suppress(self._driver_error):
+            connection.rollback()
+
+    def _wrapped(self, exc: Exception, cursor):
+        """The driver's error as SQLAlchemy's (``OperationalError``, ``IntegrityError``, …),
+        as the library's own execution path would raise it."""
+        return DBAPIError.instance(cursor.sql if cursor else None, None, exc, self._driver_error,
+                                   hide_parameters=True, dialect=self.engine.dialect)

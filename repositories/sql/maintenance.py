@@ -5,10 +5,11 @@ two schedulers (or a scheduler and the CLI) can run the same sweep at once safel
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 
 from .. import validation as check
 from ..records import CleanupCounts, UsageRow, Worker
@@ -28,87 +29,121 @@ SQLITE_CLEANUP_DUTY_PAUSE = 1.0
 SCHEDULER = "scheduler"
 TICKS_KEPT = 10_000
 
+c = sessions.c
+SILENT = (select(c.pk, c.id).where(c.state == State.RUNNING.value, c.heartbeat_at < bindparam("p_cutoff"))
+          .order_by(c.pk).with_for_update(skip_locked=True))
+HEARTBEAT_LOST = (update(sessions).where(c.pk == bindparam("p_pk"))
+                  .values(state=State.FAILED.value, error="heartbeat lost", finished_at=bindparam("p_now"),
+                          updated_at=bindparam("p_now")))
+DELETE_LOGS = delete(logs).where(logs.c.session_pk == bindparam("p_pk"))
+DELETE_SESSION = delete(sessions).where(c.pk == bindparam("p_pk"))
+LEASE = select(leases.c.holder, leases.c.expires_at).where(leases.c.name == SCHEDULER).with_for_update()
+TICK_RAN = select(ticks.c.tick).where(ticks.c.job == bindparam("p_job"), ticks.c.tick == bindparam("p_tick"))
+RENEW_LEASE = (update(leases).where(leases.c.name == SCHEDULER)
+               .values(holder=bindparam("p_holder"), expires_at=bindparam("p_expires_at")))
+OLD_TICKS = delete(ticks).where(ticks.c.job == bindparam("p_job"), ticks.c.tick < bindparam("p_oldest"))
+TICKS = (select(ticks.c.tick, ticks.c.holder).where(ticks.c.job == bindparam("p_job"))
+         .order_by(ticks.c.tick.desc()).limit(bindparam("p_limit")))
+WORKER_STARTED = select(workers.c.started_at).where(workers.c.worker_id == bindparam("p_worker_id"))
+WORKERS = select(*workers.c).order_by(workers.c.last_seen.desc())
+#: RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT DO NOTHING.
+NEW_LEASE = {name: dialect_insert(name, leases).values(name=SCHEDULER, holder=bindparam("p_holder"),
+                                                        expires_at=bindparam("p_expires_at"))
+             .on_conflict_do_nothing().returning(leases.c.name) for name in ("sqlite", "postgresql")}
+NEW_TICK = {name: dialect_insert(name, ticks).values(job=bindparam("p_job"), tick=bindparam("p_tick"),
+                                                      holder=bindparam("p_holder"), ran_at=bindparam("p_now"))
+            .on_conflict_do_nothing().returning(ticks.c.tick) for name in ("sqlite", "postgresql")}
+
+
+@functools.lru_cache(maxsize=16)
+def expired_sessions(states: tuple[str, ...], dry_run: bool):
+    """Finished sessions past ``p_cutoff`` in ``states`` (all terminal states when empty):
+    their count and log entries (``dry_run``), or the next batch of them, locked."""
+    expired = c.finished_at < bindparam("p_cutoff")   # only terminal sessions have finished_at
+    if states:
+        expired = expired & or_(*(c.state == state for state in states))
+    if dry_run:
+        return select(func.count(), func.coalesce(func.sum(c.log_count), 0)).where(expired)
+    return (select(c.pk, c.state).where(expired).order_by(c.pk).limit(CLEANUP_BATCH)
+            .with_for_update(skip_locked=True))
+
+
+@functools.lru_cache(maxsize=64)
+def usage_query(daily: bool, by: str, since: bool, owner: bool):
+    u = usage_daily.c if daily else usage_rollups.c
+    period = u.day if daily else u.hour
+    key = period if by == BY_DAY else u[by]       # days are folded from hours below
+    query = select(key, func.sum(u.sessions), func.sum(u.tokens), func.sum(u.cost)).group_by(key).order_by(key)
+    if since:
+        query = query.where(period >= bindparam("p_since"))
+    if owner:
+        query = query.where(u.owner == bindparam("p_owner"))
+    return query
+
 
 class SqlMaintenance:
     def sweep_heartbeats(self, timeout):
-        c = sessions.c
-        with self._tx() as connection:
+        with self._tx() as tx:
             now = self._clock()
-            rows = connection.execute(
-                select(c.pk, c.id).where(c.state == State.RUNNING.value, c.heartbeat_at < now - timeout)
-                .order_by(c.pk).with_for_update(skip_locked=True)).all()
+            rows = tx.execute(SILENT, {"p_cutoff": now - timeout})
             if not rows:
                 return []
             for row in rows:
                 check_move(row.id, State.RUNNING, "heartbeat lost", State.FAILED)
-            connection.execute(update(sessions).where(c.pk.in_([r.pk for r in rows])).values(
-                state=State.FAILED.value, error="heartbeat lost", finished_at=now, updated_at=now))
-            move_counts(connection, {State.RUNNING: -len(rows), State.FAILED: len(rows)})
+            tx.execute_many(HEARTBEAT_LOST, [{"p_pk": row.pk, "p_now": now} for row in rows])
+            move_counts(tx, {State.RUNNING: -len(rows), State.FAILED: len(rows)})
             return [r.id for r in rows]
 
     def cleanup(self, older_than, *, states=None, dry_run=False):
-        c = sessions.c
         wanted = cleanup_states(states)
-        cutoff = self._clock() - older_than
-        expired = c.finished_at < cutoff   # only terminal sessions have finished_at
-        if len(wanted) < len(TERMINAL_STATES):
-            expired = expired & c.state.in_(sorted(s.value for s in wanted))
+        chosen = () if len(wanted) == len(TERMINAL_STATES) else tuple(sorted(s.value for s in wanted))
+        cutoff = {"p_cutoff": self._clock() - older_than}
         if dry_run:
-            with self._tx(write=False) as connection:
-                count, entries = connection.execute(
-                    select(func.count(), func.coalesce(func.sum(c.log_count), 0)).where(expired)).one()
+            with self._tx(write=False) as tx:
+                count, entries = tx.first(expired_sessions(chosen, True), cutoff)
             return CleanupCounts(int(count), int(entries))
         removed_sessions = removed_entries = 0
         while True:
             began = time.monotonic()
-            with self._tx() as connection:
-                rows = connection.execute(
-                    select(c.pk, c.state).where(expired).order_by(c.pk).limit(CLEANUP_BATCH)
-                    .with_for_update(skip_locked=True)).all()
+            with self._tx() as tx:
+                rows = tx.execute(expired_sessions(chosen, False), cutoff)
                 if not rows:
                     break
-                pks = [r.pk for r in rows]
-                removed_entries += connection.execute(delete(logs).where(logs.c.session_pk.in_(pks))).rowcount
-                connection.execute(delete(sessions).where(c.pk.in_(pks)))
-                move_counts(connection, {State(s): -n for s, n in Counter(r.state for r in rows).items()})
+                pks = [{"p_pk": r.pk} for r in rows]
+                tx.execute_many(DELETE_LOGS, pks)
+                removed_entries += tx.rowcount
+                tx.execute_many(DELETE_SESSION, pks)
+                move_counts(tx, {State(s): -n for s, n in Counter(r.state for r in rows).items()})
                 removed_sessions += len(rows)
             if self.name == "sqlite":
                 self._pause_after_batch(time.monotonic() - began)
         return CleanupCounts(removed_sessions, removed_entries)
 
     def claim_tick(self, job, tick, *, holder, lease):
-        with self._tx() as connection:
-            current = connection.execute(select(leases.c.holder, leases.c.expires_at)
-                                         .where(leases.c.name == SCHEDULER).with_for_update()).first()
+        with self._tx() as tx:
+            current = tx.first(LEASE)
             # The clock is read once the lease row is ours: a time read before waiting for
             # the lock would be older than the expiry its previous holder just wrote.
             now = self._clock()
-            ran = connection.execute(select(ticks.c.tick).where(ticks.c.job == job, ticks.c.tick == tick)).first()
-            if ran is not None:
+            if tx.first(TICK_RAN, {"p_job": job, "p_tick": tick}) is not None:
                 return False                 # run already; a late caller must not take the lease
+            claim = {"p_holder": holder, "p_expires_at": now + lease}
             if current is None:
-                # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT DO NOTHING.
-                inserted = connection.execute(dialect_insert(self.name, leases).values(
-                    name=SCHEDULER, holder=holder, expires_at=now + lease)
-                    .on_conflict_do_nothing().returning(leases.c.name)).first()
-                if inserted is None:         # another process created it first
-                    return False
+                if tx.first(NEW_LEASE[self.name], claim) is None:
+                    return False             # another process created it first
             elif current.holder != holder and current.expires_at > now:
                 return False
             else:
-                connection.execute(update(leases).where(leases.c.name == SCHEDULER)
-                                   .values(holder=holder, expires_at=now + lease))
-            ran = connection.execute(dialect_insert(self.name, ticks).values(
-                job=job, tick=tick, holder=holder, ran_at=now).on_conflict_do_nothing()
-                .returning(ticks.c.tick)).first() is not None
+                tx.execute(RENEW_LEASE, claim)
+            ran = tx.first(NEW_TICK[self.name], {"p_job": job, "p_tick": tick, "p_holder": holder,
+                                                 "p_now": now}) is not None
             # Keep the record of recent ticks only.
-            connection.execute(delete(ticks).where(ticks.c.job == job, ticks.c.tick < tick - TICKS_KEPT))
-            return bool(ran)
+            tx.execute(OLD_TICKS, {"p_job": job, "p_oldest": tick - TICKS_KEPT})
+            return ran
 
     def list_ticks(self, job, *, limit=100):
-        with self._tx(write=False) as connection:
-            rows = connection.execute(select(ticks.c.tick, ticks.c.holder).where(ticks.c.job == job)
-                                      .order_by(ticks.c.tick.desc()).limit(limit)).all()
+        with self._tx(write=False) as tx:
+            rows = tx.execute(TICKS, {"p_job": job, "p_limit": limit})
         return [(int(r.tick), r.holder) for r in rows]
 
     def _pause_after_batch(self, held: float) -> None:
@@ -116,8 +151,8 @@ class SqlMaintenance:
         whose commit crosses the auto-checkpoint threshold pays for copying every page the
         cleanup wrote (hundreds of milliseconds).  PASSIVE never blocks other writers."""
         began = time.monotonic()
-        with self._tx(write=False) as connection:
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
+        with self._tx(write=False) as tx:
+            tx.execute_text("PRAGMA wal_checkpoint(PASSIVE)")
         time.sleep(max(held * SQLITE_CLEANUP_DUTY_PAUSE - (time.monotonic() - began), 0))
 
     def usage(self, *, by, since=None, owner=None):
@@ -125,16 +160,11 @@ class SqlMaintenance:
         # Whole days (no ``since``, or since a midnight) read the daily rollups: the same
         # sums, a table a 24th the size; any other ``since`` needs the hours.
         daily = since is None or since == day_start(since)
-        u = usage_daily.c if daily else usage_rollups.c
-        period = u.day if daily else u.hour
-        key = period if by == BY_DAY else u[by]       # days are folded from hours below
-        query = select(key, func.sum(u.sessions), func.sum(u.tokens), func.sum(u.cost)).group_by(key).order_by(key)
+        values = {"p_owner": owner}
         if since is not None:
-            query = query.where(period >= (since if daily else hour_of(since)))
-        if owner is not None:
-            query = query.where(u.owner == owner)
-        with self._tx(write=False) as connection:
-            rows = connection.execute(query).all()
+            values["p_since"] = since if daily else hour_of(since)
+        with self._tx(write=False) as tx:
+            rows = tx.execute(usage_query(daily, by, since is not None, owner is not None), values)
         if by == BY_DAY:
             return fold_days((r[0], int(r[1]), int(r[2]), float(r[3])) for r in rows)
         return [UsageRow(r[0], int(r[1]), int(r[2]), round(float(r[3]), 6)) for r in rows]
@@ -142,16 +172,15 @@ class SqlMaintenance:
     def heartbeat_worker(self, *, worker_id, host, pid, active=0, rss_bytes=None, version=None):
         check.check_worker(worker_id, host, pid, active, rss_bytes, version)
         now = self._clock()
-        with self._tx() as connection:
-            connection.execute(statements.UPSERT_WORKER[self.name], {
+        with self._tx() as tx:
+            tx.execute(statements.UPSERT_WORKER[self.name], {
                 "worker_id": worker_id, "host": host, "pid": pid, "active": active, "rss_bytes": rss_bytes,
                 "version": version, "last_seen": now, "started_at": now})
-            started_at = connection.execute(select(workers.c.started_at)
-                                            .where(workers.c.worker_id == worker_id)).scalar_one()
+            started_at = tx.first(WORKER_STARTED, {"p_worker_id": worker_id}).started_at
         return Worker(worker_id, host, pid, active, rss_bytes, version, now, started_at)
 
     def list_workers(self):
-        with self._tx(write=False) as connection:
-            rows = connection.execute(select(workers).order_by(workers.c.last_seen.desc())).all()
+        with self._tx(write=False) as tx:
+            rows = tx.execute(WORKERS)
         return [Worker(r.worker_id, r.host, r.pid, r.active, r.rss_bytes, r.version, r.last_seen, r.started_at)
                 for r in rows]

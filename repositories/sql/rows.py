@@ -20,15 +20,15 @@ LOG_COLUMNS = [logs.c.seq, logs.c.ts, logs.c.level, logs.c.message, logs.c.field
 
 
 def to_session(row) -> Session:
-    m = row._mapping
+    """A Session from a row holding (at least) SESSION_COLUMNS."""
     return Session(
-        id=m["id"], kind=m["kind"], label=m["label"], owner=m["owner"], state=State(m["state"]),
-        stop_requested=bool(m["stop_requested"]), progress=m["progress"], meta=m["meta"],
-        params=m["params"], result=m["result"], error=m["error"],
-        usage={"tokens": int(m["tokens"]), "cost": float(m["cost"])},
-        created_at=m["created_at"], started_at=m["started_at"], updated_at=m["updated_at"],
-        finished_at=m["finished_at"], heartbeat_at=m["heartbeat_at"], log_count=m["log_count"],
-        worker_id=m["worker_id"])
+        id=row.id, kind=row.kind, label=row.label, owner=row.owner, state=State(row.state),
+        stop_requested=bool(row.stop_requested), progress=row.progress, meta=row.meta,
+        params=row.params, result=row.result, error=row.error,
+        usage={"tokens": int(row.tokens), "cost": float(row.cost)},
+        created_at=row.created_at, started_at=row.started_at, updated_at=row.updated_at,
+        finished_at=row.finished_at, heartbeat_at=row.heartbeat_at, log_count=row.log_count,
+        worker_id=row.worker_id)
 
 
 def to_log(row) -> LogEntry:

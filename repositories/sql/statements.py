@@ -1,18 +1,15 @@
 """Core statements, built once from the table definitions.
 
-Building a statement costs several times what executing it does (cache-key generation
-walks the whole expression), so every fixed statement lives here with bind parameters
-(prefixed ``p_`` because SQLAlchemy reserves column names in SET clauses), upserts once
-per dialect, and the filtered list queries once per combination of filters.
+Each is compiled once per dialect (``compiled.Plans``), so every statement a store runs
+lives here with bind parameters (prefixed ``p_`` because SQLAlchemy reserves column names
+in SET clauses): upserts once per dialect, queries with filters once per combination.
 """
 from __future__ import annotations
 
 import functools
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-
-from .models import UtcDateTime
 
 from .rows import SESSION_COLUMNS, sessions, state_counts, usage_daily, usage_rollups, workers
 
@@ -22,7 +19,8 @@ SELECT_SESSION = select(*SESSION_COLUMNS).where(c.id == bindparam("p_id"))
 SELECT_SESSION_LOCKED = select(c.pk, *SESSION_COLUMNS).where(c.id == bindparam("p_id")).with_for_update()
 SELECT_STATE = select(c.pk, c.id, c.state).where(c.id == bindparam("p_id"))
 SELECT_STATE_LOCKED = SELECT_STATE.with_for_update()
-INSERT_SESSION = insert(sessions).returning(*SESSION_COLUMNS)
+INSERT_SESSION = insert(sessions).values({col.key: bindparam(col.key) for col in SESSION_COLUMNS}).returning(
+    *SESSION_COLUMNS)
 SELECT_COUNTS = select(state_counts.c.state, state_counts.c.sessions)
 SELECT_BUCKET = (select(*SESSION_COLUMNS).where(c.state == bindparam("p_state"))
                  .order_by(c.pk.desc()).limit(bindparam("p_limit")))
@@ -53,16 +51,6 @@ CANCEL = _update(stop_requested=1, state=1, finished_at=1, updated_at=1)
 FINISH = _update(state=1, result=1, error=1, finished_at=1, updated_at=1)
 
 
-def _compiled_once(stmt, dialect: str, *timestamps: str):
-    """SQLAlchemy never caches the dialects' own INSERT (the one that can say ON CONFLICT):
-    it would compile these upserts again on every call, which cost more than the rest of a
-    session's creation.  So each is compiled once, here, into a ``text()`` statement with
-    the same named parameters (``timestamps`` keep their column type's conversion)."""
-    compiler = {"sqlite": sqlite.dialect, "postgresql": postgresql.dialect}[dialect](paramstyle="named")
-    return text(str(stmt.compile(dialect=compiler))).bindparams(
-        *[bindparam(name, type_=UtcDateTime) for name in timestamps])
-
-
 def _usage_upsert(module, table, period: str):
     """Add sessions, tokens and cost to one rollup row, creating it when absent."""
     stmt = module.insert(table).values(
@@ -85,11 +73,9 @@ def _worker_upsert(module):
 
 _DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
 #: Per dialect: (hourly rollup upsert, daily rollup upsert).
-ADD_USAGE = {name: (_compiled_once(_usage_upsert(m, usage_rollups, "hour"), name, "p_hour"),
-                    _compiled_once(_usage_upsert(m, usage_daily, "day"), name, "p_day"))
+ADD_USAGE = {name: (_usage_upsert(m, usage_rollups, "hour"), _usage_upsert(m, usage_daily, "day"))
              for name, m in _DIALECTS.items()}
-UPSERT_WORKER = {name: _compiled_once(_worker_upsert(m), name, "last_seen", "started_at")
-                 for name, m in _DIALECTS.items()}
+UPSERT_WORKER = {name: _worker_upsert(m) for name, m in _DIALECTS.items()}
 
 
 def dialect_insert(dialect: str, table):
@@ -99,13 +85,13 @@ def dialect_insert(dialect: str, table):
 
 @functools.lru_cache(maxsize=128)
 def list_query(dialect: str, state: bool, owner: bool, kind: bool, text: bool, before: bool,
-               several: bool = False):
-    """The newest-first page query for one combination of filters."""
+               states: tuple[str, ...] | None = None):
+    """The newest-first page query for one combination of filters (``states``: any of several)."""
     query = select(c.pk, *SESSION_COLUMNS).order_by(c.pk.desc()).limit(bindparam("p_limit"))
     if state:
         query = query.where(c.state == bindparam("p_state"))
-    if several:
-        query = query.where(c.state.in_(bindparam("p_states", expanding=True)))
+    if states:
+        query = query.where(or_(*(c.state == state for state in states)))
     if owner:
         query = query.where(c.owner == bindparam("p_owner"))
     if kind:
