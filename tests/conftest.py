@@ -55,6 +55,14 @@ def empty_postgres_url():
 
 
 @pytest.fixture
+def postgres_admin():
+    """An autocommit connection to the server's admin database, e.g. to take a test's own
+    database offline for a moment (``ALTER DATABASE … ALLOW_CONNECTIONS``)."""
+    with _admin_connection() as admin:
+        yield admin
+
+
+@pytest.fixture
 def sqlite_url(tmp_path):
     return f"sqlite:///{tmp_path / 'runboard.db'}"
 

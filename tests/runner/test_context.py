@@ -1,14 +1,16 @@
 """The run context: coalesced progress that loses nothing, buffered logs, heartbeats."""
 from __future__ import annotations
 
+import copy
 import threading
 
 from hypothesis import given, settings, strategies as st
 
 from runner_support import wait_for
 from repositories.memory import MemorySessionRepository
-from repositories.merge import merge_progress
-from webapp.runner.context import RunContext, compose
+from repositories.merge import merge_patch, merge_progress
+from webapp.runner.context import RunContext
+from webapp.runner.patches import PROGRESS_DERIVED, compose
 
 keys = st.sampled_from(["current", "total", "percent", "step", "nested", "other"])
 leaves = st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=3))
@@ -22,7 +24,7 @@ def test_a_composed_patch_stores_exactly_what_the_two_reports_would(stored, firs
     stored = merge_progress({}, stored)
     sequential = merge_progress(merge_progress(stored, first), second)
     pending = dict(first)
-    if compose(pending, second):
+    if compose(pending, second, derived=PROGRESS_DERIVED):
         assert merge_progress(stored, pending) == sequential
 
 
@@ -71,16 +73,21 @@ def test_progress_that_cannot_be_composed_is_written_in_order():
 
 def test_logs_are_written_in_batches_in_order_and_a_full_log_does_not_stop_the_job():
     repository = CountingRepository()
-    repository._max_log_entries = 1500
+    repository._max_log_entries = 1500             # smaller than the context believes
     session_id = running_session(repository)
     context = RunContext(repository, session_id, flush_interval=60)
     for n in range(2500):
         context.log("info", f"line {n}", n=n)
     context.flush()
     entries = list(repository.iter_logs(session_id))
-    assert [e.message for e in entries] == [f"line {n}" for n in range(1500)]
-    assert context.dropped_logs == 1000            # what fits is kept, the rest dropped
+    # What fits is kept, but for one slot: the final flush says how many were refused.
+    assert [e.message for e in entries] == [f"line {n}" for n in range(1499)]
+    assert context.refused_logs == 1001
     assert not context.abandoned
+    assert context.final_flush(deadline=0)
+    last = list(repository.iter_logs(session_id))[-1]
+    assert (last.seq, last.level) == (1500, "warning")
+    assert last.message == "1001 log entries were not stored: the session's log holds at most 1500 entries"
 
 
 def test_an_overlong_message_is_cut_to_the_stores_limit_instead_of_failing():
@@ -163,3 +170,61 @@ def test_the_process_registers_itself_as_a_worker(app):
     assert mine and mine[0]["pid"] == me.pid and mine[0]["status"] == "ok"
     assert mine[0]["rss_bytes"] > 1_000_000 and mine[0]["version"] == me.version
     assert mine[0]["started_at"]
+
+
+nonempty_patches = st.dictionaries(keys, values, min_size=1, max_size=4)
+calls = st.lists(st.one_of(st.tuples(st.just("meta"), nonempty_patches),
+                           st.tuples(st.just("progress"), nonempty_patches),
+                           st.tuples(st.just("flush"), st.none())), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stored=st.dictionaries(keys, values, max_size=4), calls=calls)
+def test_meta_and_progress_patches_store_what_applying_each_in_turn_gives(stored, calls):
+    """Nested meta composes like progress (RFC 7396), with flushes at random points; meta
+    has no derived ``percent``, so a meta ``percent`` is just a key."""
+    repository = MemorySessionRepository()
+    session_id = repository.create(kind="k", owner="o", meta=stored).id
+    repository.start(session_id)
+    context = RunContext(repository, session_id, flush_interval=60)
+    meta, progress = copy.deepcopy(stored), {}        # create() stores meta as given
+    for call, patch in calls:
+        if call == "meta":
+            context.meta(**patch)
+            meta = merge_patch(meta, patch)
+        elif call == "progress":
+            context.progress(**patch)
+            progress = merge_progress(progress, patch)
+        else:
+            context.flush()
+    context.flush()
+    session = repository.get(session_id)
+    assert session.meta == meta
+    assert session.progress == progress
+
+
+def test_nested_meta_written_between_flushes_keeps_every_key():
+    repository = CountingRepository()
+    session_id = running_session(repository)
+    context = RunContext(repository, session_id, flush_interval=60)
+    context.meta(opts={"a": 1})
+    context.meta(opts={"b": 2})
+    context.meta(opts={"deep": {"x": 1}}, percent=5)
+    context.meta(opts={"deep": {"y": 2}})
+    context.flush()
+    assert repository.get(session_id).meta == {"opts": {"a": 1, "b": 2, "deep": {"x": 1, "y": 2}}, "percent": 5}
+    assert repository.reports == 1
+
+
+def test_over_the_cap_the_log_ends_with_one_warning_naming_how_many_were_refused():
+    repository = MemorySessionRepository(max_log_entries=5)
+    session_id = running_session(repository)
+    context = RunContext(repository, session_id, flush_interval=0, max_log_entries=5)
+    for n in range(20):                            # one entry per write: the log fills exactly
+        context.log("info", f"line {n}")
+    assert context.refused_logs == 16 and not context.abandoned
+    assert context.final_flush(deadline=0)
+    entries = list(repository.iter_logs(session_id))
+    assert [e.message for e in entries[:4]] == [f"line {n}" for n in range(4)]
+    assert [(e.seq, e.level, e.message) for e in entries[4:]] == [
+        (5, "warning", "16 log entries were not stored: the session's log holds at most 5 entries")]

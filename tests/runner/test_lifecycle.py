@@ -235,3 +235,22 @@ def test_a_session_slow_to_start_is_not_mistaken_for_one_finalized_elsewhere(app
     session_id = submit(client, "quick")["id"]
     done = wait_for(lambda: finished(client, session_id))
     assert done["state"] == "completed" and done["result"] == {"ok": 1}
+
+
+def test_a_job_over_the_log_cap_completes_and_its_log_ends_saying_how_many_were_refused(app_factory):
+    app = app_factory(RUNBOARD_MAX_LOG_ENTRIES="10")
+
+    def chatty(context, params):
+        for n in range(30):
+            context.log("info", f"line {n}")
+        return {}
+
+    runner_of(app).kinds.register(JobKind("chatty", chatty, AnyParams))
+    client = app.test_client()
+    session_id = submit(client, "chatty")["id"]
+    done = wait_for(lambda: finished(client, session_id))
+    assert done["state"] == "completed"
+    logs = log_messages(client, session_id)
+    assert logs[0][1].startswith("started by ")
+    assert logs[1:9] == [("info", f"line {n}") for n in range(8)]
+    assert logs[9:] == [("warning", "22 log entries were not stored: the session's log holds at most 10 entries")]

@@ -18,7 +18,8 @@ def install_runner(app: Flask, repository, settings, kinds: tuple[JobKind, ...])
     app.extensions[KINDS_KEY] = registry
     app.extensions[RUNNER_KEY] = Runner(repository, registry, threads=settings.runner_threads,
                                         stop_grace=settings.stop_grace,
-                                        heartbeat_timeout=settings.heartbeat_timeout)
+                                        heartbeat_timeout=settings.heartbeat_timeout,
+                                        max_log_entries=settings.max_log_entries)
 
 
 def get_runner() -> Runner:

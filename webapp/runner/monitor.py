@@ -5,6 +5,10 @@ never blocks its own tracking), and for jobs that wrote nothing recently it read
 session to learn of stop requests made in *other* processes — the flag travels through
 the store.  It heartbeats each job and the process itself, and finalizes jobs that
 ignore a stop request for longer than the grace period.
+
+While the store is unreachable the monitor leaves a job alone until its context's backoff
+ends (the context retries on that schedule), and a failed read or worker heartbeat is
+logged and tried again later: the monitor outlives any store failure.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import time
 from repositories.errors import SessionNotFound
 
 from .identity import rss_bytes
+from .retry import describe, is_store_failure
 
 log = logging.getLogger("runboard.runner")
 
@@ -40,7 +45,7 @@ class Monitor(threading.Thread):
     def look_once(self) -> None:
         runner, now = self.runner, time.monotonic()
         for context in runner.active():
-            if context.abandoned:
+            if context.abandoned or context.backing_off():
                 continue
             if context.due():
                 context.flush()
@@ -51,7 +56,7 @@ class Monitor(threading.Thread):
                 self._read_stop_flag(context)
         for context in runner.overdue():
             runner.give_up_on(context, f"stopped: the job did not acknowledge the stop request "
-                                       f"within {runner.stop_grace:g}s")
+                                       f"within {runner.stop_grace:g}s", runner.deadline())
         active = {c.session_id for c in runner.active()}
         self._last_poll = {k: v for k, v in self._last_poll.items() if k in active}
         if now - self._last_registry >= runner.heartbeat_interval:
@@ -64,6 +69,11 @@ class Monitor(threading.Thread):
         except SessionNotFound:
             context.abandon()
             return
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            context.store_failed(exc)          # the job's writes would fail too: back off
+            return
         if session.state.is_terminal:
             context.abandon()                  # finalized elsewhere, e.g. by the sweeper
         elif session.stop_requested:
@@ -71,6 +81,11 @@ class Monitor(threading.Thread):
 
     def register(self, active: int) -> None:
         identity = self.runner.identity
-        self.runner.repository.heartbeat_worker(
-            worker_id=identity.worker_id, host=identity.host, pid=identity.pid, active=active,
-            rss_bytes=rss_bytes(), version=identity.version)
+        try:
+            self.runner.repository.heartbeat_worker(
+                worker_id=identity.worker_id, host=identity.host, pid=identity.pid, active=active,
+                rss_bytes=rss_bytes(), version=identity.version)
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            log.warning("runner could not record its worker heartbeat (%s); next time", describe(exc))

@@ -7,6 +7,12 @@ the session's log, never to API responses), ``stopped`` with the partial result 
 job honoured ``should_stop()``.  A monitor thread (``webapp.runner.monitor``) flushes idle
 jobs' buffers, heartbeats, carries stop requests from the store to the jobs, and
 finalizes jobs that ignore a stop for longer than the grace period.
+
+A store that is briefly unreachable (a database restart, a failover) must not fail a job:
+the context keeps its reports until they can be written (``webapp.runner.context``), and
+``start``, the final flush and ``finish`` are retried with backoff (``webapp.runner.retry``)
+for up to the heartbeat timeout (a running session unheard of for that long is failed by
+the heartbeat sweep anyway); past it the runner gives up and logs why.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from datetime import timedelta
 import pydantic
 
 from repositories import SessionRepository
+from repositories.base import DEFAULT_MAX_LOG_ENTRIES
 from repositories.errors import InvalidTransition, RunboardError, SessionNotFound, ValidationError
 from repositories.states import State
 
@@ -27,6 +34,7 @@ from .context import RunContext
 from .identity import WorkerIdentity
 from .kinds import JobFailed, JobKind, KindRegistry
 from .monitor import Monitor
+from .retry import describe, is_store_failure, retrying
 
 log = logging.getLogger("runboard.runner")
 ERROR_LIMIT = 500
@@ -49,12 +57,15 @@ def summary(exc: BaseException) -> str:
 
 class Runner:
     def __init__(self, repository: SessionRepository, kinds: KindRegistry, *, threads: int,
-                 stop_grace: timedelta, heartbeat_timeout: timedelta, flush_interval: float = 0.25):
+                 stop_grace: timedelta, heartbeat_timeout: timedelta, flush_interval: float = 0.25,
+                 max_log_entries: int = DEFAULT_MAX_LOG_ENTRIES):
         self.repository, self.kinds = repository, kinds
         self.identity = WorkerIdentity.of_this_process()
         self.stop_grace = stop_grace.total_seconds()
+        self.heartbeat_timeout = heartbeat_timeout.total_seconds()
         self.heartbeat_interval = max(min(heartbeat_timeout.total_seconds() / 4, 15.0), 0.2)
         self.flush_interval = flush_interval
+        self.max_log_entries = max_log_entries
         self._threads = threads
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._pool: list[threading.Thread] = []
@@ -85,7 +96,7 @@ class Runner:
                 self._queued.add(session_id)
                 self._jobs.put((session_id, kind, params))
         if closing:
-            self._finish_unstarted(session_id, "the server is shutting down")
+            self._finish_unstarted(session_id, "the server is shutting down", self.deadline())
 
     def start(self) -> None:
         """Start the pool and the monitor (idempotent; gunicorn calls it once per worker)."""
@@ -113,13 +124,15 @@ class Runner:
 
     # -- running a job ------------------------------------------------------------------
     def _run(self, session_id: str, kind: JobKind, params: pydantic.BaseModel) -> None:
-        context = RunContext(self.repository, session_id, flush_interval=self.flush_interval)
+        context = RunContext(self.repository, session_id, flush_interval=self.flush_interval,
+                             max_log_entries=self.max_log_entries)
         with self._lock:
             self._queued.discard(session_id)
             if self._closing:
                 return                          # shutdown finishes queued sessions itself
         try:
-            self.repository.start(session_id)
+            retrying(lambda: self.repository.start(session_id), deadline=self.deadline(),
+                     what=f"start session {session_id}")
         except (InvalidTransition, SessionNotFound):
             return                              # cancelled or removed while queued
         # Watched only once it is running: the monitor takes any other state to mean
@@ -129,7 +142,7 @@ class Runner:
             if not closing:
                 self._active[session_id] = context
         if closing:
-            self._finish_unstarted(session_id, "the server shut down before the job started")
+            self._finish_unstarted(session_id, "the server shut down before the job started", self.deadline())
             return
         try:
             context.meta(runner=self.identity.as_meta())
@@ -160,19 +173,37 @@ class Runner:
             result = {"value": result}
         self._finalize(context, state, result, error)
 
+    def deadline(self) -> float:
+        """How long ``start``, the final flush and ``finish`` wait for an unreachable store."""
+        return time.monotonic() + self.heartbeat_timeout
+
     def _finalize(self, context: RunContext, state: State, result, error) -> None:
         """Flush everything, then write the final state — unless someone else already did."""
-        context.flush()
+        deadline = self.deadline()
+        context.final_flush(deadline)
         if context.abandoned:
             return
         try:
-            self.repository.finish(context.session_id, state, result=result, error=error)
+            self._finish(context.session_id, state, deadline, result=result, error=error)
         except ValidationError as exc:          # e.g. a result that is not JSON
-            self.repository.finish(context.session_id, State.FAILED,
-                                   error=f"the job's result could not be stored: {exc.message}"[:ERROR_LIMIT])
+            self._finish(context.session_id, State.FAILED, deadline,
+                         error=f"the job's result could not be stored: {exc.message}"[:ERROR_LIMIT])
         except (InvalidTransition, SessionNotFound):
             pass                                # finalized by the stop grace or the sweeper
         context.abandoned = True
+
+    def _finish(self, session_id: str, state: State, deadline: float, **outcome) -> None:
+        """``finish``, retried while the store is unreachable; repeating it is harmless
+        (the contract returns a session already in ``state`` unchanged).  Past the deadline
+        the session is left to the heartbeat sweep, and the log says so."""
+        try:
+            retrying(lambda: self.repository.finish(session_id, state, **outcome), deadline=deadline,
+                     what=f"finish session {session_id} as {state.value}")
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            log.error("gave up finishing session %s as %s: the store stayed unreachable (%s)",
+                      session_id, state.value, describe(exc))
 
     # -- stop ---------------------------------------------------------------------------------
     def notify_stop(self, session_id: str) -> bool:
@@ -200,13 +231,13 @@ class Runner:
             return [self._active[s] for s, asked in self._stop_asked_at.items()
                     if s in self._active and now - asked >= self.stop_grace]
 
-    def give_up_on(self, context: RunContext, error: str) -> None:
+    def give_up_on(self, context: RunContext, error: str, deadline: float) -> None:
         """Finalize a job that did not acknowledge its stop; its later reports get 409s."""
         context.log("warning", error)
-        context.flush()
+        context.final_flush(deadline)
         context.abandon()
         try:
-            self.repository.finish(context.session_id, State.STOPPED, error=error)
+            self._finish(context.session_id, State.STOPPED, deadline, error=error)
         except (InvalidTransition, SessionNotFound):
             pass
         with self._lock:
@@ -227,21 +258,22 @@ class Runner:
             queued, self._queued = set(self._queued), set()
         for context in self.active():
             self.ask_to_stop(context, "the server is shutting down")
-        for session_id in queued:
-            self._finish_unstarted(session_id, "the server shut down before the job started")
         deadline = time.monotonic() + timeout
+        for session_id in queued:
+            self._finish_unstarted(session_id, "the server shut down before the job started", deadline)
         with self._lock:
             while self._active and time.monotonic() < deadline:
                 self._drained.wait(timeout=max(deadline - time.monotonic(), 0.01))
         for context in self.active():
-            self.give_up_on(context, "the server shut down before the job acknowledged the stop request")
+            self.give_up_on(context, "the server shut down before the job acknowledged the stop request",
+                            deadline)
         if self._monitor is not None:
             self._monitor.stop()
         for _ in self._pool:
             self._jobs.put(None)
 
-    def _finish_unstarted(self, session_id: str, reason: str) -> None:
+    def _finish_unstarted(self, session_id: str, reason: str, deadline: float) -> None:
         try:
-            self.repository.finish(session_id, State.STOPPED, error=reason)
+            self._finish(session_id, State.STOPPED, deadline, error=reason)
         except RunboardError:
             pass
