@@ -39,6 +39,7 @@ def test_a_job_runs_to_completed_with_its_result_progress_and_logs(app):
     assert done["progress"] == {"current": 5, "total": 5, "step": "counting", "percent": 100.0}
     assert done["label"] == "input.csv" and done["started_at"] and done["finished_at"]
     assert done["meta"]["runner"]["pid"] == runner_of(app).identity.pid
+    assert done["worker_id"] == runner_of(app).identity.worker_id
     messages = [m for _, m in log_messages(client, created["id"])]
     assert messages[0].startswith("started by ")
     assert messages[1:] == [f"step {n}" for n in range(1, 6)]

@@ -131,7 +131,7 @@ class Runner:
             if self._closing:
                 return                          # shutdown finishes queued sessions itself
         try:
-            retrying(lambda: self.repository.start(session_id), deadline=self.deadline(),
+            retrying(lambda: self.repository.start(session_id, worker_id=self.identity.worker_id), deadline=self.deadline(),
                      what=f"start session {session_id}")
         except (InvalidTransition, SessionNotFound):
             return                              # cancelled or removed while queued
