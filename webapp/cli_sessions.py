@@ -17,6 +17,7 @@ from repositories.errors import RunboardError
 from repositories.records import CleanupCounts, iso, utcnow
 from repositories.states import TERMINAL_STATES, State
 from repositories.usage import GROUPINGS
+from repositories.validation import MAX_LIST_LIMIT
 
 from .api.sessions import record_stop_request
 from .cli import _needs_sql
@@ -120,7 +121,7 @@ def _show_duration(duration: timedelta) -> str:
 @click.option("--state", type=click.Choice(STATES), help="only sessions in this state")
 @click.option("--owner", help="only sessions of this owner")
 @click.option("--kind", help="only sessions of this kind")
-@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_LIST_LIMIT), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the sessions as a JSON array")
 def list_sessions(state, owner, kind, limit, as_json):
     """List sessions, newest first."""

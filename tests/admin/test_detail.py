@@ -126,3 +126,11 @@ def test_the_summary_fragment_answers_304_until_the_session_changes(client, repo
     assert client.get(f"/admin/sessions/{session.id}/summary", headers={"If-None-Match": etag}).status_code == 304
     repo.report_progress(session.id, progress={"current": 3})
     assert client.get(f"/admin/sessions/{session.id}/summary", headers={"If-None-Match": etag}).status_code == 200
+
+
+def test_the_level_filter_offers_the_stores_log_levels(client, repo):
+    from repositories.validation import LOG_LEVELS
+
+    page = client.get(f"/admin/sessions/{running_with_logs(repo).id}").get_data(as_text=True)
+    offered = [name for name in LOG_LEVELS if f'<option value="{name}"' in page]
+    assert offered == list(LOG_LEVELS) and page.count("<option value=") == len(LOG_LEVELS)

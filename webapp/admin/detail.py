@@ -9,6 +9,7 @@ from flask import current_app, flash, jsonify, redirect, render_template, reques
 from repositories.errors import InvalidTransition, ValidationError
 from repositories.records import LogEntry, Session, iso, utcnow
 from repositories.states import State
+from repositories.validation import LOG_LEVELS
 
 from ..api.sessions import record_stop_request
 from ..runner import get_runner
@@ -17,7 +18,6 @@ from . import bp
 from .auth import current_admin
 from .forms import StopForm
 
-LEVELS = ("debug", "info", "warning", "error")
 TAIL = 200                    # entries shown on the page; the rest is in the downloads
 POLL_LIMIT = 500
 STOP_MESSAGE = "stop requested by "
@@ -45,12 +45,12 @@ class Detail:
 
 def level_filter(args) -> str:
     level = (args.get("level") or "debug").strip()
-    return level if level in LEVELS else "debug"
+    return level if level in LOG_LEVELS else "debug"
 
 
 def at_least(level: str):
-    floor = LEVELS.index(level)
-    return lambda entry: LEVELS.index(entry.level) >= floor if entry.level in LEVELS else True
+    floor = LOG_LEVELS.index(level)
+    return lambda entry: LOG_LEVELS.index(entry.level) >= floor if entry.level in LOG_LEVELS else True
 
 
 def load_detail(session: Session, tail: list[LogEntry] | None = None) -> Detail:
@@ -74,7 +74,7 @@ def session_detail(session_id):
     level = level_filter(request.args)
     entries = [e for e in tail if at_least(level)(e)]
     return render_template("admin/detail.html", view=load_detail(session, tail), entries=entries,
-                           level=level, levels=LEVELS, after=tail[-1].seq if tail else 0,
+                           level=level, levels=LOG_LEVELS, after=tail[-1].seq if tail else 0,
                            form=StopForm())
 
 

@@ -16,11 +16,11 @@ from flask import Blueprint, request
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from repositories.errors import ValidationError
+from repositories.validation import UUID_RE
 
 from .auth import EVERYONE, authenticate, require_role
 
 ONE_MIB = 1024 * 1024
-UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 @dataclasses.dataclass
@@ -128,7 +128,7 @@ def endpoint(blueprint: Blueprint, method: str, path: str, *, summary: str,
         def handle(**path_args):
             arguments = dict(path_args)
             session_id = path_args.get("session_id")
-            if session_id is not None and not UUID.match(session_id):
+            if session_id is not None and not UUID_RE.fullmatch(session_id):
                 raise ValidationError("id", "is not a UUID")
             if roles is not None:
                 principal = authenticate()
