@@ -13,16 +13,15 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from repositories.errors import RunboardError
+from repositories.errors import InvalidTransition, RunboardError
 from repositories.records import CleanupCounts, iso, utcnow
 from repositories.states import TERMINAL_STATES, State
 from repositories.usage import GROUPINGS
 from repositories.validation import MAX_LIST_LIMIT
 
-from .api.sessions import record_stop_request
+from . import services
 from .cli import _needs_sql
 from .retention import apply_retention
-from .runner import get_runner
 from .logtext import log_line, one_line
 from .settings import MAX_DURATION, parse_duration
 from .store import get_repository
@@ -177,13 +176,11 @@ def stop_session(session_id):
     """Cancel a pending session, or ask a running one to stop (its worker finishes it as stopped)."""
     repository = _repository()
     with _domain_errors():
-        session = repository.get(session_id)
-        if session.state.is_terminal:
-            raise click.ClickException(f"session {session.id} is {session.state}; there is nothing to stop")
-        again = " again" if session.stop_requested else ""
-        record_stop_request(session.id, "cli", "admin")
-        session = repository.request_stop(session.id)
-    get_runner().notify_stop(session.id)
+        again = " again" if repository.get(session_id).stop_requested else ""
+        try:
+            session = services.stop_session(session_id, who="cli", role="admin")
+        except InvalidTransition as exc:
+            raise click.ClickException(f"session {exc.session_id} is {exc.current}; there is nothing to stop") from None
     if session.state is State.STOPPED:
         click.echo(f"session {session.id} was pending: stopped before it ran")
     else:
