@@ -75,7 +75,7 @@ def test_a_registered_run_is_validated_stored_and_queued(repo):
         services.start_registered_run("nope", owner="ana")
 
 
-@pytest.mark.parametrize("module", ["webapp.api.sessions", "webapp.admin.detail", "webapp.cli_sessions"])
+@pytest.mark.parametrize("module", ["webapp.api.sessions", "webapp.admin.detail", "webapp.cli.sessions"])
 def test_no_caller_keeps_its_own_copy_of_the_stop_sequence(module):
     source = importlib.import_module(module).__loader__.get_source(module)
     assert "services" in source and "record_stop_request" not in source
