@@ -35,21 +35,29 @@ def domain_errors():
 
 
 class Duration(click.ParamType):
-    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` (what the settings accept) → timedelta."""
+    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` (what the settings accept) → timedelta.
+
+    ``allow_zero`` admits ``0s`` where it has a meaning: for cleanup it is "finished any
+    time before now", i.e. every finished session.  A timeout or a look-back of nothing
+    means nothing, so everywhere else ``0s`` is refused."""
 
     name = "duration"
+
+    def __init__(self, *, allow_zero: bool = False):
+        self.allow_zero = allow_zero
 
     def convert(self, value, param, ctx):
         try:
             duration = parse_duration(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
-        if not timedelta(0) < duration <= MAX_DURATION:
+        if not timedelta(0) <= duration <= MAX_DURATION or (not duration and not self.allow_zero):
             self.fail("must be longer than 0s and at most 36500d", param, ctx)
         return duration
 
 
 DURATION = Duration()
+AGE = Duration(allow_zero=True)       # how long ago something finished; 0s is "any time"
 
 
 class Since(click.ParamType):
@@ -70,10 +78,10 @@ class Since(click.ParamType):
 
 
 def show_duration(duration: timedelta) -> str:
-    """The shortest exact spelling a Duration accepts back: 7d, 90m, 45s."""
+    """The shortest exact spelling a Duration accepts back: 7d, 90m, 45s, 0s."""
     seconds = int(duration.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
+        if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
 

@@ -21,7 +21,7 @@ from .. import services
 from ..logtext import log_line, one_line
 from ..retention import apply_retention
 from ..store import get_repository
-from .common import DURATION, Since, domain_errors, echo_json, needs_sql, plural, show_duration, table
+from .common import AGE, DURATION, Since, domain_errors, echo_json, needs_sql, plural, show_duration, table
 
 sessions = AppGroup("sessions", help="List, inspect, stop, clean up and sweep sessions.")
 usage = AppGroup("usage", help="Token and cost totals from the hourly rollups.")
@@ -127,8 +127,9 @@ def _check_finished(ctx, param, values):
 
 
 @sessions.command("cleanup")
-@click.option("--older-than", type=DURATION,
-              help="remove sessions finished longer ago than this (e.g. 7d); default: the retention settings")
+@click.option("--older-than", type=AGE,
+              help="remove sessions finished longer ago than this (e.g. 7d; 0s: every finished session); "
+                   "default: the retention settings")
 @click.option("--state", "states", multiple=True, type=click.Choice(STATES), callback=_check_finished,
               metavar=f"[{'|'.join(FINISHED)}]", help="only this finished state (repeatable); default: all")
 @click.option("--dry-run", is_flag=True, help="count what would be removed, remove nothing")
@@ -141,7 +142,7 @@ def cleanup_sessions(older_than, states, dry_run, as_json):
     repository = _repository()
     settings = current_app.config["RUNBOARD"]
     wanted = sorted(set(states)) or FINISHED
-    ages = {state: older_than or settings.retention_for(state) for state in wanted}
+    ages = {state: settings.retention_for(state) if older_than is None else older_than for state in wanted}
     with domain_errors():
         if older_than is None and not states:
             counts = apply_retention(repository, settings, dry_run=dry_run)
@@ -151,8 +152,12 @@ def cleanup_sessions(older_than, states, dry_run, as_json):
     if as_json:
         return echo_json({"sessions": counts.sessions, "log_entries": counts.log_entries, "dry_run": dry_run})
     which = "" if wanted == FINISHED else "/".join(wanted) + " "
-    rule = (f"{which}sessions finished over {show_duration(ages[wanted[0]])} ago" if len(set(ages.values())) == 1
-            else "retention: " + ", ".join(f"{state} {show_duration(age)}" for state, age in ages.items()))
+    if older_than is not None and not older_than:
+        rule = f"every finished {which}session"
+    elif len(set(ages.values())) == 1:
+        rule = f"{which}sessions finished over {show_duration(ages[wanted[0]])} ago"
+    else:
+        rule = "retention: " + ", ".join(f"{state} {show_duration(age)}" for state, age in ages.items())
     click.echo(f"{'would remove' if dry_run else 'removed'} {plural(counts.sessions, 'session', 'sessions')} "
                f"and {plural(counts.log_entries, 'log entry', 'log entries')} ({rule})")
 
