@@ -25,6 +25,7 @@ def test_the_document_declares_the_stores_limits(document):
     assert document["ListQuery"]["properties"]["limit"]["maximum"] == limits.MAX_LIST_LIMIT
     assert document["LogsQuery"]["properties"]["limit"]["maximum"] == limits.MAX_LOG_PAGE
     assert document["SnapshotQuery"]["properties"]["limit"]["maximum"] == limits.MAX_SNAPSHOT_LIMIT
+    assert document["StartSession"]["properties"]["worker_id"]["anyOf"][0]["maxLength"] == limits.MAX_WORKER_ID
 
 
 def test_the_compiled_patterns_match_their_text():

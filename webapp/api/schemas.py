@@ -52,6 +52,17 @@ class CreateSession(Body):
     meta: JsonObject | None = None
 
 
+class StartSession(Body):
+    """Optional: no body, an empty one or ``{}`` starts the session with no worker_id."""
+
+    worker_id: StrictStr | None = Field(None, min_length=1, max_length=limits.MAX_WORKER_ID,
+                                        description="who starts the session: a worker, a process, a client")
+
+
+class NoBody(Body):
+    """Takes nothing: an absent or empty body, or ``{}``; any field is refused by name."""
+
+
 class Usage(Body):
     tokens: StrictInt = Field(0, ge=0, le=limits.MAX_TOKENS_DELTA)
     cost: StrictFloat | StrictInt = Field(0, ge=0, le=limits.MAX_COST_DELTA)

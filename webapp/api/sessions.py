@@ -58,9 +58,10 @@ def get_session(principal, session_id):
 
 
 @endpoint(bp, "POST", "/sessions/{session_id}/start", summary="Mark a pending session running",
-          roles=STAFF, response=s.SessionOut, errors=WRITE)
-def start_session(principal, session_id):
-    return respond(session_json(get_repository().start(session_id), principal))
+          roles=STAFF, body=s.StartSession, body_required=False, response=s.SessionOut, errors=WRITE)
+def start_session(principal, session_id, body: s.StartSession):
+    """The optional body names who starts it (``worker_id``), kept on the session."""
+    return respond(session_json(get_repository().start(session_id, worker_id=body.worker_id), principal))
 
 
 @endpoint(bp, "POST", "/sessions/{session_id}/progress", summary="Report progress, meta and usage",
@@ -73,8 +74,8 @@ def report_progress(principal, session_id, body: s.ProgressReport):
 
 
 @endpoint(bp, "POST", "/sessions/{session_id}/stop", summary="Cancel a pending session or ask a running one to stop",
-          response=s.SessionOut, errors=WRITE, also=(202,))
-def stop_session(principal, session_id):
+          body=s.NoBody, body_required=False, response=s.SessionOut, errors=WRITE, also=(202,))
+def stop_session(principal, session_id, body: s.NoBody):
     """202 while the worker still has to honour the request; 200 once it is stopped.
     Who asked, and when, goes into the session's log first (a full log never blocks a stop)."""
     check_visible(principal, session_id)
