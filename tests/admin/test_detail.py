@@ -134,3 +134,16 @@ def test_the_level_filter_offers_the_stores_log_levels(client, repo):
     page = client.get(f"/admin/sessions/{running_with_logs(repo).id}").get_data(as_text=True)
     offered = [name for name in LOG_LEVELS if f'<option value="{name}"' in page]
     assert offered == list(LOG_LEVELS) and page.count("<option value=") == len(LOG_LEVELS)
+
+
+def test_the_detail_page_and_the_live_summary_show_who_started_the_session(client, repo):
+    session = repo.create(kind="batch", owner="ana")
+    page = client.get(f"/admin/sessions/{session.id}").get_data(as_text=True)
+    assert 'id="meta-worker" class="mono" title="who started the session">—<' in page
+    repo.start(session.id, worker_id="celery@box-<1>")
+    page = client.get(f"/admin/sessions/{session.id}").get_data(as_text=True)
+    assert ">celery@box-&lt;1&gt;</dd>" in page
+    summary = client.get(f"/admin/sessions/{session.id}/summary").get_data(as_text=True)
+    assert 'id="session-meta-live" hidden' in summary
+    assert '<span data-meta="meta-worker">celery@box-&lt;1&gt;</span>' in summary
+    assert '<span data-meta="meta-started"><time datetime=' in summary
