@@ -147,3 +147,23 @@ def test_the_detail_page_and_the_live_summary_show_who_started_the_session(clien
     assert 'id="session-meta-live" hidden' in summary
     assert '<span data-meta="meta-worker">celery@box-&lt;1&gt;</span>' in summary
     assert '<span data-meta="meta-started"><time datetime=' in summary
+
+
+def test_the_banner_after_a_stop_never_claims_what_the_store_contradicts(client, repo):
+    """The flash is shown once, on the next page, which may come after the job already
+    acknowledged; only the summary (from the store) says whether it is still waiting."""
+    session = running_with_logs(repo)
+    page = client.post(f"/admin/sessions/{session.id}/stop", data={"confirmed": "yes"}, follow_redirects=True)
+    body = page.get_data(as_text=True)
+    banner = body[body.index('id="flash-messages"'):body.index("</ul>", body.index('id="flash-messages"'))]
+    assert "Stop requested." in banner and "waiting" not in banner
+    assert "stop requested — waiting for the job (" in text(page)          # the summary says it
+
+    session = running_with_logs(repo)
+    assert client.post(f"/admin/sessions/{session.id}/stop", data={"confirmed": "yes"}).status_code == 302
+    repo.finish(session.id, State.STOPPED)                                 # the job acknowledges
+    page = client.get(f"/admin/sessions/{session.id}")                     # the flash shows here
+    assert "Stop requested." in text(page) and 'data-state="stopped"' in page.get_data(as_text=True)
+    summary = client.get(f"/admin/sessions/{session.id}/summary").get_data(as_text=True)
+    for shown in (text(page), summary):
+        assert "waiting" not in shown and "acknowledge" not in shown

@@ -119,6 +119,8 @@ def stop_session(session_id):
     except InvalidTransition as exc:
         flash(f"The session is already {exc.current}; nothing to stop.", "error")
         return redirect(url_for("admin.session_detail", session_id=session_id))
-    flash("Stop requested — waiting for the job to acknowledge." if stopped.state is State.RUNNING
+    # Only what stays true goes in the one-off banner: whether the job has acknowledged yet
+    # is the live summary's to say (from the store), or a reload would show a stale claim.
+    flash("Stop requested." if stopped.state is State.RUNNING
           else "The pending session was cancelled (stopped).", "info")
     return redirect(url_for("admin.session_detail", session_id=session_id))
