@@ -16,15 +16,12 @@ from typing import Callable
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .errors import RunboardError, ValidationError
+from .errors import CredentialNotFound, ValidationError   # also what sql/credentials.py imports from here
 from .records import utcnow
+from .validation import MAX_OWNER, MAX_TOKEN_NAME, MAX_USER_NAME
 
 ROLES = ("admin", "worker", "user")
 TOKEN_PREFIX = "rb_"
-
-
-class CredentialNotFound(RunboardError):
-    code = "not_found"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,15 +52,15 @@ def token_digest(secret: str) -> str:
 def check_token_fields(role: str, owner: str, name: str) -> None:
     if role not in ROLES:
         raise ValidationError("role", f"must be one of {', '.join(ROLES)}")
-    if not isinstance(owner, str) or not owner.strip() or len(owner) > 256:
-        raise ValidationError("owner", "must be a non-empty string of at most 256 characters")
-    if not isinstance(name, str) or len(name) > 128:
-        raise ValidationError("name", "must be at most 128 characters")
+    if not isinstance(owner, str) or not owner.strip() or len(owner) > MAX_OWNER:
+        raise ValidationError("owner", f"must be a non-empty string of at most {MAX_OWNER} characters")
+    if not isinstance(name, str) or len(name) > MAX_TOKEN_NAME:
+        raise ValidationError("name", f"must be at most {MAX_TOKEN_NAME} characters")
 
 
 def check_user_fields(name: str, password: str) -> None:
-    if not isinstance(name, str) or not name.strip() or len(name) > 128:
-        raise ValidationError("name", "must be a non-empty string of at most 128 characters")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_USER_NAME:
+        raise ValidationError("name", f"must be a non-empty string of at most {MAX_USER_NAME} characters")
     if not isinstance(password, str) or len(password) < 8:
         raise ValidationError("password", "must be at least 8 characters")
 

@@ -30,6 +30,12 @@ class SessionNotFound(RunboardError):
         self.session_id = session_id
 
 
+class CredentialNotFound(RunboardError):
+    """No API token with that id (revoking is by id; an unknown secret is simply a 401)."""
+
+    code = "not_found"
+
+
 class InvalidTransition(RunboardError):
     """The session's stored state does not allow the requested action (HTTP 409)."""
 

@@ -89,7 +89,7 @@ class MemorySessionRepository(SessionRepository):
             return _copy(self._load(session_id))
 
     def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None, states=None):
-        check.check_limit("limit", limit, 1, 200)
+        check.check_limit("limit", limit, 1, check.MAX_LIST_LIMIT)
         before = decode_cursor(cursor)
         wanted = wanted_states(state, states)
         needle = q.casefold() if q else None
@@ -109,7 +109,7 @@ class MemorySessionRepository(SessionRepository):
             return Page([_copy(s) for _, s in items], next_cursor)
 
     def snapshot(self, *, limit_per_state=200):
-        check.check_limit("limit", limit_per_state, 1, 1000)
+        check.check_limit("limit", limit_per_state, 1, check.MAX_SNAPSHOT_LIMIT)
         with self._lock:
             counts = {s.value: 0 for s in State}
             sessions: dict[str, list[Session]] = {s.value: [] for s in State}
@@ -197,8 +197,8 @@ class MemorySessionRepository(SessionRepository):
             return AppendResult(first, len(stored))
 
     def read_logs(self, session_id, *, after=0, limit=1000):
-        check.check_limit("after", after, 0, 2**62)
-        check.check_limit("limit", limit, 1, 5000)
+        check.check_limit("after", after, 0, check.MAX_LOG_SEQ)
+        check.check_limit("limit", limit, 1, check.MAX_LOG_PAGE)
         with self._lock:
             session = self._load(session_id)
             # seq n sits at index n-1, so a page is one slice.

@@ -1,7 +1,9 @@
 """Limits every store enforces itself, so no caller (API, runner, CLI) can bypass them.
 
 The API validates the same limits earlier with declared schemas; these checks are the
-repository's own last line, and they raise before anything is written.
+repository's own last line, and they raise before anything is written.  The constants
+below are the one definition of each bound: schemas, panel forms and filters import them
+rather than repeating the numbers.
 """
 from __future__ import annotations
 
@@ -12,16 +14,36 @@ from typing import Any, Iterable
 from .errors import SessionNotFound, ValidationError
 from .records import LogInput
 
-KIND_PATTERN = re.compile(r"[a-z0-9_.-]{1,64}")
+# -- limits ---------------------------------------------------------------------------
+# Defined here once; the API's schemas, the panel's forms and filters and the CLI import
+# them, so every way in refuses the same input with the same bounds.
+MAX_KIND = 64
+KIND_CHARS = f"[a-z0-9_.-]{{1,{MAX_KIND}}}"        # as people read it, in messages
+KIND_PATTERN = f"^{KIND_CHARS}$"                     # as text: JSON Schema / pydantic ``pattern``
+KIND_RE = re.compile(KIND_PATTERN)                   # compiled: use ``fullmatch``
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+UUID_RE = re.compile(UUID_PATTERN)                   # any case; session_key canonicalises
+LOG_LEVELS = ("debug", "info", "warning", "error")   # in rising order: "at least" filters rely on it
 MAX_LABEL = 256
 MAX_OWNER = 256
-MAX_WORKER_ID = 256
-MAX_MESSAGE_BYTES = 8 * 1024
+MAX_WORKER_ID = 256               # who started a session (a runner, a Celery worker, a client)
+MAX_MESSAGE_BYTES = 8 * 1024      # of UTF-8; a schema's character bound of the same number is looser
+MAX_LOG_BATCH = 1000              # entries per API append (a store takes any batch size)
+MAX_LIST_LIMIT = 200              # sessions per listing page
+MAX_LOG_PAGE = 5000               # entries per read_logs page
+MAX_SNAPSHOT_LIMIT = 1000         # sessions per state in a snapshot
+MAX_LOG_SEQ = 2**62
 MAX_TOKENS_DELTA = 2**53          # exact in JSON numbers everywhere
 MAX_TOKENS_TOTAL = 2**62          # far inside a signed 64-bit column, rollups included
 MAX_COST_DELTA = 1e12
 MAX_COST_TOTAL = 1e15
-LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_HEARTBEAT_WORKER_ID = 128     # a heartbeat's worker_id (a process name, not a session's starter)
+MAX_HOST = 256
+MAX_VERSION = 64
+MAX_PID = 2**31 - 1
+MAX_RSS_BYTES = 2**62
+MAX_USER_NAME = 128               # a panel login
+MAX_TOKEN_NAME = 128              # an API token's note
 
 
 _CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -40,8 +62,8 @@ def session_key(session_id: Any) -> str:
 
 
 def check_new_session(kind: str, label: str, owner: str, **objects: Any) -> None:
-    if not isinstance(kind, str) or not KIND_PATTERN.fullmatch(kind):
-        raise ValidationError("kind", "must match [a-z0-9_.-]{1,64}")
+    if not isinstance(kind, str) or not KIND_RE.fullmatch(kind):
+        raise ValidationError("kind", f"must match {KIND_CHARS}")
     if not isinstance(label, str) or len(label) > MAX_LABEL:
         raise ValidationError("label", f"must be a string of at most {MAX_LABEL} characters")
     if not isinstance(owner, str) or not owner or len(owner) > MAX_OWNER:
@@ -176,7 +198,7 @@ def check_log_batch(entries: Iterable[LogInput | dict[str, Any]]) -> list[LogInp
                 raise ValidationError(f"entries[{index}].message",
                                       "contains invalid Unicode (a lone surrogate)") from None
         if size > MAX_MESSAGE_BYTES:
-            raise ValidationError(f"entries[{index}].message", "is longer than 8 KiB of UTF-8")
+            raise ValidationError(f"entries[{index}].message", f"is longer than {MAX_MESSAGE_BYTES // 1024} KiB of UTF-8")
         if "\x00" in message:
             raise ValidationError(f"entries[{index}].message", "must not contain NUL characters")
         if entry.fields:
@@ -214,18 +236,18 @@ def check_error(error: Any) -> None:
 
 
 def check_worker(worker_id: Any, host: Any, pid: Any, active: Any, rss_bytes: Any, version: Any) -> None:
-    for field, value, limit in (("worker_id", worker_id, 128), ("host", host, 256)):
+    for field, value, limit in (("worker_id", worker_id, MAX_HEARTBEAT_WORKER_ID), ("host", host, MAX_HOST)):
         if not isinstance(value, str) or not value or len(value) > limit:
             raise ValidationError(field, f"must be a non-empty string of at most {limit} characters")
         check_text(field, value)
     if version is not None:
-        if not isinstance(version, str) or len(version) > 64:
-            raise ValidationError("version", "must be a string of at most 64 characters")
+        if not isinstance(version, str) or len(version) > MAX_VERSION:
+            raise ValidationError("version", f"must be a string of at most {MAX_VERSION} characters")
         check_text("version", version)
-    check_limit("pid", pid, 0, 2**31 - 1)
-    check_limit("active", active, 0, 2**31 - 1)
+    check_limit("pid", pid, 0, MAX_PID)
+    check_limit("active", active, 0, MAX_PID)
     if rss_bytes is not None:
-        check_limit("rss_bytes", rss_bytes, 0, 2**62)
+        check_limit("rss_bytes", rss_bytes, 0, MAX_RSS_BYTES)
 
 
 def check_limit(field: str, value: Any, low: int, high: int) -> int:

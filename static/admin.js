@@ -34,7 +34,8 @@
             el.dataset.etag = response.headers.get("ETag") || "";
             return response.text().then(function (html) {
               el.innerHTML = html;            // the one swap: no intermediate state is shown
-              renderTimes(el);
+              copyLiveMeta(el);
+              renderTimes(document);
               startStopCounters(el);
               var badge = el.querySelector("#session-state");
               if (badge && ["completed", "failed", "stopped"].indexOf(badge.dataset.state) >= 0) {
@@ -48,6 +49,15 @@
     }
     setInterval(tick, PERIOD);
     document.addEventListener("visibilitychange", function () { if (visible()) { tick(); } });
+  }
+
+  /* The fragment's hidden span[data-meta] copies refresh the Details list outside it
+   * (worker, started, finished), so no part of the page shows an older state. */
+  function copyLiveMeta(root) {
+    root.querySelectorAll("#session-meta-live [data-meta]").forEach(function (source) {
+      var target = document.getElementById(source.dataset.meta);
+      if (target && target.innerHTML !== source.innerHTML) { target.innerHTML = source.innerHTML; }
+    });
   }
 
   /* "stop requested — waiting for the job (Ns)": counted from the server's N, no clock skew. */

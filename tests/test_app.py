@@ -177,3 +177,11 @@ def test_the_apps_sqlite_connections_all_run_in_wal_with_our_settings(sqlite_url
         assert [s.id for s in repository.list_sessions(q="résumé").items] == [session.id]
     finally:
         close_repository(app)
+
+
+def test_the_root_url_sends_a_newcomer_to_the_panel(app):
+    client = app.test_client()
+    response = client.get("/")
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/"
+    assert client.head("/").status_code == 302
+    assert client.post("/").status_code == 405

@@ -75,3 +75,54 @@ def test_token_commands_explain_that_the_memory_store_cannot_be_reached():
     app = create_app({"RUNBOARD_DATABASE_URL": "memory://", "RUNBOARD_SCHEDULER": "off"})
     result = app.test_cli_runner().invoke(args=["tokens", "list"])
     assert result.exit_code != 0 and "RUNBOARD_ADMIN_TOKEN" in result.output
+
+
+def _package_imports(path):
+    """The webapp.cli modules a module imports (relative ``.x`` imports and absolute ones)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                found |= {node.module} if node.module else {alias.name for alias in node.names}
+            elif node.level == 0 and (node.module or "").startswith("webapp.cli"):
+                found.add((node.module or "").removeprefix("webapp.cli").lstrip(".") or "__init__")
+    return found
+
+
+def test_the_cli_package_has_no_import_cycle():
+    """``common`` imports no command module, the command modules import only ``common``,
+    and only the package's ``register_cli`` knows them all."""
+    from pathlib import Path
+
+    import webapp.cli
+
+    package = Path(webapp.cli.__file__).parent
+    imports = {path.stem: _package_imports(path) for path in package.glob("*.py")}
+    assert set(imports) >= {"__init__", "common", "credentials", "sessions", "db"}
+    assert imports["common"] == set()
+    for name, used in imports.items():
+        if name != "__init__":
+            assert used <= {"common"}, (name, used)
+    assert not (Path(webapp.cli.__file__).parent.parent / "cli_sessions.py").exists()
+
+
+@pytest.mark.parametrize("module", ["webapp.cli.sessions", "webapp.cli.credentials", "webapp.cli.common",
+                                    "webapp.cli.db", "webapp.cli"])
+def test_each_cli_module_imports_on_its_own(module):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_command_group_is_registered_on_both_kinds_of_store(app):
+    from webapp import create_app as build
+
+    memory = build({"RUNBOARD_DATABASE_URL": "memory://", "RUNBOARD_SCHEDULER": "off"})
+    groups = {"tokens", "users", "sessions", "usage", "db"}
+    for each in (app, memory):
+        assert groups <= set(each.cli.commands), each
+    close_repository(memory)

@@ -223,6 +223,24 @@ def test_cleanup_without_older_than_applies_the_retention_settings(app, repo, ag
     assert exists(repo, aged["recent"]) and exists(repo, aged["running"])
 
 
+def test_cleanup_older_than_0s_removes_every_finished_session_and_nothing_live(app, repo, aged):
+    """``0s`` is "finished any time before now": the recent stopped session goes too, the
+    running one (created a month ago) and a pending one stay; --dry-run only counts."""
+    pending = make_session(repo).id
+    output = ok(app, "sessions", "cleanup", "--older-than", "0s", "--dry-run").stdout
+    assert "would remove 3 sessions and 7 log entries (every finished session)" in output
+    assert all(exists(repo, session_id) for session_id in [*aged.values(), pending])
+    output = ok(app, "sessions", "cleanup", "--older-than", "0s").stdout
+    assert "removed 3 sessions and 7 log entries (every finished session)" in output
+    assert [session_id for session_id in [*aged.values(), pending] if exists(repo, session_id)] == [aged["running"], pending]
+
+
+def test_cleanup_older_than_0s_keeps_to_the_given_state(app, repo, aged):
+    counts = json.loads(ok(app, "sessions", "cleanup", "--older-than", "0s", "--state", "stopped", "--json").stdout)
+    assert counts == {"sessions": 1, "log_entries": 1, "dry_run": False}
+    assert not exists(repo, aged["recent"]) and exists(repo, aged["old_failed"])
+
+
 def test_cleanup_honours_a_per_state_retention(make_app):
     app = make_app(RUNBOARD_RETENTION_FAILED="30d")
     repo = app.extensions["runboard"]
@@ -289,7 +307,8 @@ def test_usage_report_since_a_date_or_time_leaves_out_earlier_rollups(app, repo,
     (["sessions", "list", "--limit", "0"], "0 is not in the range 1<=x<=200"),
     (["sessions", "list", "--limit", "201"], "201 is not in the range"),
     (["sessions", "cleanup", "--older-than", "7 days"], "malformed duration '7 days'"),
-    (["sessions", "cleanup", "--older-than", "0s"], "must be longer than 0s"),
+    (["sessions", "sweep", "--timeout", "0s"], "Invalid value for '--timeout': must be longer than 0s"),
+    (["usage", "report", "--since", "0s"], "is neither a duration"),
     (["sessions", "cleanup", "--older-than", "99999999999d"], "Invalid value for '--older-than': must be at most 36500d"),
     (["sessions", "sweep", "--timeout", "36501d"], "at most 36500d"),
     (["sessions", "cleanup", "--state", "running"], "finished sessions only (completed, failed, stopped), not running"),

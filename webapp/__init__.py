@@ -12,7 +12,6 @@ from flask import Flask
 from repositories.sql.engine import engine_options
 
 from .cli import register_cli
-from .dbcommand import register_memory_db_command
 from .errors import register_error_handlers
 from .extensions import db, migrate
 from .jsonio import OrjsonProvider
@@ -56,8 +55,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings.store != "memory":
         db.init_app(app)
         migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
-    else:
-        register_memory_db_command(app)
     app.extensions[EXTENSION_KEY], app.extensions[CREDENTIALS_KEY] = build_stores(app, settings)
     install_runner(app, app.extensions[EXTENSION_KEY], settings, kinds=builtin_kinds())
     app.extensions[SCHEDULER_KEY] = Scheduler(app.extensions[EXTENSION_KEY], settings,

@@ -126,3 +126,44 @@ def test_the_summary_fragment_answers_304_until_the_session_changes(client, repo
     assert client.get(f"/admin/sessions/{session.id}/summary", headers={"If-None-Match": etag}).status_code == 304
     repo.report_progress(session.id, progress={"current": 3})
     assert client.get(f"/admin/sessions/{session.id}/summary", headers={"If-None-Match": etag}).status_code == 200
+
+
+def test_the_level_filter_offers_the_stores_log_levels(client, repo):
+    from repositories.validation import LOG_LEVELS
+
+    page = client.get(f"/admin/sessions/{running_with_logs(repo).id}").get_data(as_text=True)
+    offered = [name for name in LOG_LEVELS if f'<option value="{name}"' in page]
+    assert offered == list(LOG_LEVELS) and page.count("<option value=") == len(LOG_LEVELS)
+
+
+def test_the_detail_page_and_the_live_summary_show_who_started_the_session(client, repo):
+    session = repo.create(kind="batch", owner="ana")
+    page = client.get(f"/admin/sessions/{session.id}").get_data(as_text=True)
+    assert 'id="meta-worker" class="mono" title="who started the session">—<' in page
+    repo.start(session.id, worker_id="celery@box-<1>")
+    page = client.get(f"/admin/sessions/{session.id}").get_data(as_text=True)
+    assert ">celery@box-&lt;1&gt;</dd>" in page
+    summary = client.get(f"/admin/sessions/{session.id}/summary").get_data(as_text=True)
+    assert 'id="session-meta-live" hidden' in summary
+    assert '<span data-meta="meta-worker">celery@box-&lt;1&gt;</span>' in summary
+    assert '<span data-meta="meta-started"><time datetime=' in summary
+
+
+def test_the_banner_after_a_stop_never_claims_what_the_store_contradicts(client, repo):
+    """The flash is shown once, on the next page, which may come after the job already
+    acknowledged; only the summary (from the store) says whether it is still waiting."""
+    session = running_with_logs(repo)
+    page = client.post(f"/admin/sessions/{session.id}/stop", data={"confirmed": "yes"}, follow_redirects=True)
+    body = page.get_data(as_text=True)
+    banner = body[body.index('id="flash-messages"'):body.index("</ul>", body.index('id="flash-messages"'))]
+    assert "Stop requested." in banner and "waiting" not in banner
+    assert "stop requested — waiting for the job (" in text(page)          # the summary says it
+
+    session = running_with_logs(repo)
+    assert client.post(f"/admin/sessions/{session.id}/stop", data={"confirmed": "yes"}).status_code == 302
+    repo.finish(session.id, State.STOPPED)                                 # the job acknowledges
+    page = client.get(f"/admin/sessions/{session.id}")                     # the flash shows here
+    assert "Stop requested." in text(page) and 'data-state="stopped"' in page.get_data(as_text=True)
+    summary = client.get(f"/admin/sessions/{session.id}/summary").get_data(as_text=True)
+    for shown in (text(page), summary):
+        assert "waiting" not in shown and "acknowledge" not in shown

@@ -87,3 +87,13 @@ def test_the_first_page_is_full_even_when_the_newest_sessions_are_all_live(clien
         repo.create(kind="batch", owner="ana")            # newer than every finished one
     shown = rows(client.get("/admin/history"))
     assert len(shown) == 50 and shown[0] == done[-1].id
+
+
+def test_the_kind_filter_uses_the_stores_kind_pattern():
+    from repositories.validation import MAX_KIND
+    from webapp.admin.filters import SessionFilters
+
+    assert SessionFilters.from_args({"kind": "batch.v2"}).kind == "batch.v2"
+    refused = SessionFilters.from_args({"kind": "Batch"})
+    assert refused.kind == "" and refused.problems[0].startswith("kind:")
+    assert SessionFilters.from_args({"kind": "k" * (MAX_KIND + 5)}).kind == "k" * MAX_KIND

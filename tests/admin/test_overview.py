@@ -92,3 +92,10 @@ def test_a_bad_demo_run_stores_nothing_and_says_why(client, repo):
     assert repo.snapshot().counts["pending"] == 0
     response = client.post("/admin/runs", data={"kind": "rm -rf"}, follow_redirects=True)
     assert "The demo run was not started" in text(response)
+
+
+def test_the_root_url_lands_on_the_panel(app, client):
+    page = client.get("/", follow_redirects=True)
+    assert page.status_code == 200 and page.mimetype == "text/html" and page.request.path == "/admin/"
+    signed_out = app.test_client().get("/", follow_redirects=True)
+    assert signed_out.status_code == 200 and signed_out.request.path == "/admin/login"

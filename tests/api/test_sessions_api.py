@@ -291,3 +291,77 @@ def test_integers_beyond_64_bits_round_trip_through_the_api(admin):
 def test_query_values_must_be_written_exactly_once_and_exactly(admin, query, field):
     response = admin.get(f"/sessions?{query}")
     assert response.status_code == 400 and response.json["error"]["message"].startswith(field)
+
+
+# -- bodies of start and stop -------------------------------------------------------------
+def test_start_takes_an_optional_worker_id_and_keeps_it(admin):
+    named = new_session(admin)
+    started = admin.post(f"/sessions/{named['id']}/start", {"worker_id": "celery@box-1"})
+    assert started.status_code == 200 and started.json["worker_id"] == "celery@box-1"
+    assert admin.get(f"/sessions/{named['id']}").json["worker_id"] == "celery@box-1"
+    for body in ({}, {"worker_id": None}):
+        session = new_session(admin)
+        response = admin.post(f"/sessions/{session['id']}/start", body)
+        assert response.status_code == 200 and response.json["worker_id"] is None, body
+    session = new_session(admin)
+    empty = admin.post(f"/sessions/{session['id']}/start", data=b"", headers={"Content-Type": "application/json"})
+    assert empty.status_code == 200 and empty.json["worker_id"] is None
+    assert running(admin)["worker_id"] is None                     # no body at all
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"worker_id": ""}, "worker_id"), ({"worker_id": "w" * 257}, "worker_id"), ({"worker_id": 7}, "worker_id"),
+    ({"worker": "typo"}, "worker"), ({"worker_id": "a\x00b"}, "worker_id"),
+])
+def test_start_refuses_a_bad_body_naming_the_field_and_stays_pending(admin, body, field):
+    session = new_session(admin)
+    response = admin.post(f"/sessions/{session['id']}/start", body)
+    assert response.status_code == 400 and error_code(response) == "validation_error"
+    assert response.json["error"]["message"].startswith(field)
+    assert admin.get(f"/sessions/{session['id']}").json["state"] == "pending"
+
+
+def test_stop_takes_no_fields(admin):
+    for body in ({}, None):
+        session = running(admin)
+        assert admin.post(f"/sessions/{session['id']}/stop", body).status_code == 202
+    session = running(admin)
+    response = admin.post(f"/sessions/{session['id']}/stop", {"reason": "because"})
+    assert response.status_code == 400 and response.json["error"]["message"] == "reason: unknown field"
+    assert not admin.get(f"/sessions/{session['id']}").json["stop_requested"]
+
+
+@pytest.mark.parametrize("action", ["start", "stop"])
+def test_start_and_stop_refuse_what_they_cannot_take(admin, action):
+    session = new_session(admin)
+    url = f"/sessions/{session['id']}/{action}"
+    json_type = {"Content-Type": "application/json"}
+    big = admin.post(url, data=b'{"x": "' + b"x" * (1024 * 1024 + 100 * 1024) + b'"}', headers=json_type)
+    assert big.status_code == 413 and error_code(big) == "request_entity_too_large"
+    assert admin.post(url, data="worker_id=w", headers={"Content-Type": "text/plain"}).status_code == 415
+    assert admin.post(url, data=b"{}", headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 415
+    for raw in (b"{", b"[]", b"null", b'"text"', b"{} {}"):
+        response = admin.post(url, data=raw, headers=json_type)
+        assert response.status_code == 400 and error_code(response) == "validation_error", raw
+    chunked = admin.post(url, input_stream=io.BytesIO(b"x" * (1024 * 1024 + 1)),
+                         headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+                         environ_overrides={"wsgi.input_terminated": True})
+    assert chunked.status_code == 413
+    assert admin.get(f"/sessions/{session['id']}").json["state"] == "pending"
+
+
+def test_the_document_marks_start_and_stop_bodies_optional(admin):
+    paths = admin.get("/openapi.json").json["paths"]
+    for action, model in (("start", "StartSession"), ("stop", "NoBody")):
+        body = paths["/sessions/{session_id}/" + action]["post"]["requestBody"]
+        assert body == {"required": False, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{model}"}}}}
+    assert paths["/sessions"]["post"]["requestBody"]["required"] is True
+
+
+def test_every_post_endpoint_declares_its_body():
+    from webapp.api.endpoints import REGISTRY, endpoint
+
+    assert all(ep.body is not None for ep in REGISTRY if ep.method == "POST")
+    with pytest.raises(TypeError, match="must declare its body"):
+        endpoint(None, "POST", "/nothing", summary="x")

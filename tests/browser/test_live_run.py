@@ -238,3 +238,25 @@ def test_the_pages_work_without_javascript(browser, server):
     finally:
         context.close()
         server.call("POST", f"/api/v1/sessions/{session['id']}/stop")
+
+
+def test_the_session_page_follows_a_start_and_an_acknowledged_stop_without_a_reload(page, server, admin_state):
+    """A session driven from outside (the API, as a worker would): the Details list picks up
+    who started it, and once the stop is acknowledged nothing on the page still waits."""
+    status, session = server.call("POST", "/api/v1/sessions", {"kind": "external.job", "owner": ADMIN})
+    assert status == 201, session
+    page.context.add_cookies(admin_state["cookies"])
+    page.goto(f"/admin/sessions/{session['id']}")
+    assert page.locator("#meta-worker").inner_text() == "—"
+    mark_page(page)
+    status, started = server.call("POST", f"/api/v1/sessions/{session['id']}/start", {"worker_id": "browser@box-1"})
+    assert status == 200 and started["worker_id"] == "browser@box-1"
+    page.wait_for_function("() => document.getElementById('meta-worker').textContent === 'browser@box-1'")
+    assert page.locator("#meta-started time").count() == 1
+    assert server.call("POST", f"/api/v1/sessions/{session['id']}/stop")[0] == 202
+    page.wait_for_selector("#stop-status")
+    assert server.call("POST", f"/api/v1/sessions/{session['id']}/finish", {"state": "stopped"})[0] == 200
+    page.wait_for_selector("#session-state[data-state=stopped]")
+    assert "waiting" not in page.locator("body").inner_text()
+    assert page.locator("#meta-finished time").count() == 1
+    assert_not_reloaded(page)

@@ -6,7 +6,7 @@ CSRF token (Flask-WTF), while the bearer-token JSON API is exempt.
 """
 from __future__ import annotations
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, redirect, url_for
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -29,4 +29,11 @@ def install_admin(app: Flask) -> None:
     register_filters(app)
     app.context_processor(lambda: {"admin": auth.current_admin()})
     app.register_blueprint(bp)
+    app.add_url_rule("/", "root", root)
     create_memory_admin(app)
+
+
+def root():
+    """Someone opening the server's address is a person looking for the panel (clients
+    use /api/v1 and /healthz), so the root sends them there rather than answer a JSON 404."""
+    return redirect(url_for("admin.overview"))

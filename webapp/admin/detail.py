@@ -9,18 +9,16 @@ from flask import current_app, flash, jsonify, redirect, render_template, reques
 from repositories.errors import InvalidTransition, ValidationError
 from repositories.records import LogEntry, Session, iso, utcnow
 from repositories.states import State
+from repositories.validation import LOG_LEVELS
 
-from ..api.sessions import record_stop_request
-from ..runner import get_runner
+from ..services import STOP_REQUEST_MESSAGE, stop_session as request_stop
 from ..store import get_repository
 from . import bp
 from .auth import current_admin
 from .forms import StopForm
 
-LEVELS = ("debug", "info", "warning", "error")
 TAIL = 200                    # entries shown on the page; the rest is in the downloads
 POLL_LIMIT = 500
-STOP_MESSAGE = "stop requested by "
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,19 +43,19 @@ class Detail:
 
 def level_filter(args) -> str:
     level = (args.get("level") or "debug").strip()
-    return level if level in LEVELS else "debug"
+    return level if level in LOG_LEVELS else "debug"
 
 
 def at_least(level: str):
-    floor = LEVELS.index(level)
-    return lambda entry: LEVELS.index(entry.level) >= floor if entry.level in LEVELS else True
+    floor = LOG_LEVELS.index(level)
+    return lambda entry: LOG_LEVELS.index(entry.level) >= floor if entry.level in LOG_LEVELS else True
 
 
 def load_detail(session: Session, tail: list[LogEntry] | None = None) -> Detail:
     stop_since = None
     if session.stop_requested:
         entries = tail if tail is not None else _tail(session)
-        stop_since = next((e.ts for e in reversed(entries) if e.message.startswith(STOP_MESSAGE)), None)
+        stop_since = next((e.ts for e in reversed(entries) if e.message.startswith(STOP_REQUEST_MESSAGE)), None)
     return Detail(session, utcnow(), stop_since, current_app.config["RUNBOARD"].stop_grace.total_seconds())
 
 
@@ -74,7 +72,7 @@ def session_detail(session_id):
     level = level_filter(request.args)
     entries = [e for e in tail if at_least(level)(e)]
     return render_template("admin/detail.html", view=load_detail(session, tail), entries=entries,
-                           level=level, levels=LEVELS, after=tail[-1].seq if tail else 0,
+                           level=level, levels=LOG_LEVELS, after=tail[-1].seq if tail else 0,
                            form=StopForm())
 
 
@@ -116,14 +114,13 @@ def stop_session(session_id):
         # formdata=None: the detail page's form posts confirmed="", which would override "yes"
         return render_template("admin/stop_confirm.html", session=session,
                                form=StopForm(formdata=None, confirmed="yes"))
-    who = current_admin()
-    record_stop_request(session_id, who, "admin")
     try:
-        stopped = get_repository().request_stop(session_id)
-    except InvalidTransition:
-        flash(f"The session is already {get_repository().get(session_id).state.value}; nothing to stop.", "error")
+        stopped = request_stop(session_id, who=current_admin(), role="admin")
+    except InvalidTransition as exc:
+        flash(f"The session is already {exc.current}; nothing to stop.", "error")
         return redirect(url_for("admin.session_detail", session_id=session_id))
-    get_runner().notify_stop(session_id)
-    flash("Stop requested — waiting for the job to acknowledge." if stopped.state is State.RUNNING
+    # Only what stays true goes in the one-off banner: whether the job has acknowledged yet
+    # is the live summary's to say (from the store), or a reload would show a stale claim.
+    flash("Stop requested." if stopped.state is State.RUNNING
           else "The pending session was cancelled (stopped).", "info")
     return redirect(url_for("admin.session_detail", session_id=session_id))

@@ -6,17 +6,16 @@ message for the page, so a hand-edited URL still gives a working page.
 from __future__ import annotations
 
 import dataclasses
-import re
 from datetime import date, datetime, time, timedelta, timezone
 from urllib.parse import urlencode
 
 from repositories.states import TERMINAL_STATES
+from repositories.validation import KIND_RE, MAX_KIND, MAX_LABEL, MAX_OWNER
 
-KIND = re.compile(r"^[a-z0-9_.-]{1,64}$")
 FINISHED = [s.value for s in TERMINAL_STATES]
 
 
-def _text(args, name: str, limit: int = 256) -> str:
+def _text(args, name: str, limit: int) -> str:
     return (args.get(name) or "").strip()[:limit]
 
 
@@ -29,11 +28,11 @@ class SessionFilters:
 
     @classmethod
     def from_args(cls, args) -> "SessionFilters":
-        kind, problems = _text(args, "kind", 64), []
-        if kind and not KIND.match(kind):
+        kind, problems = _text(args, "kind", MAX_KIND), []
+        if kind and not KIND_RE.fullmatch(kind):
             problems.append("kind: use lower-case letters, digits, '_', '.' or '-'")
             kind = ""
-        return cls(_text(args, "owner"), kind, _text(args, "q"), tuple(problems))
+        return cls(_text(args, "owner", MAX_OWNER), kind, _text(args, "q", MAX_LABEL), tuple(problems))
 
     def matches(self, session) -> bool:
         return ((not self.owner or session.owner == self.owner)

@@ -10,12 +10,14 @@ from wtforms import (DecimalField, HiddenField, IntegerField, PasswordField, Sel
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
+from repositories.validation import MAX_LABEL, MAX_USER_NAME
+
 DEMO_KINDS = [SelectChoice("monte_carlo", "monte_carlo — sample a distribution"),
               SelectChoice("batch", "batch — simulated phases of jobs")]
 
 
 class LoginForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=128)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=MAX_USER_NAME)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
     next = HiddenField()
 
@@ -30,7 +32,7 @@ class StopForm(FlaskForm):
 
 class DemoRunForm(FlaskForm):
     kind = SelectField("Kind", choices=DEMO_KINDS, default="monte_carlo")
-    label = StringField("Label", validators=[Optional(), Length(max=256)], default="demo run")
+    label = StringField("Label", validators=[Optional(), Length(max=MAX_LABEL)], default="demo run")
     iterations = IntegerField("Iterations (monte_carlo)", default=20_000_000,
                               validators=[Optional(), NumberRange(1, 10**9)])
     jobs_per_phase = IntegerField("Jobs per phase (batch)", default=40,

@@ -12,7 +12,7 @@ from repositories.errors import ValidationError
 from repositories.records import Session, iso
 from repositories.states import State
 
-from ..sessions_service import start_registered_run
+from ..services import start_registered_run
 from ..store import get_repository
 from . import bp
 from .auth import current_admin

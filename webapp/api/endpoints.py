@@ -16,11 +16,11 @@ from flask import Blueprint, request
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from repositories.errors import ValidationError
+from repositories.validation import UUID_RE
 
 from .auth import EVERYONE, authenticate, require_role
 
 ONE_MIB = 1024 * 1024
-UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 @dataclasses.dataclass
@@ -37,6 +37,7 @@ class Endpoint:
     max_body: int
     media_type: str = "application/json"
     also: tuple[int, ...] = ()
+    body_required: bool = True
 
 
 REGISTRY: list[Endpoint] = []
@@ -91,17 +92,32 @@ def read_body(max_body: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_body(model, max_body: int):
-    content_type = request.environ.get("CONTENT_TYPE", "")
-    if content_type != "application/json" and request.mimetype != "application/json":
-        raise UnsupportedMediaType("send the body as application/json")
-    raw = read_body(max_body)
+def parse_body(model, max_body: int, *, required: bool = True):
+    """The body validated into ``model``: 415 unless it is application/json, 400 naming the
+    field for anything the model does not take, 413 past ``max_body``.
+
+    An optional body (``required=False``) may also be absent: no bytes at all, whatever the
+    content type, stand for ``model()``; sent, it is held to the same rules as any body."""
+    if required:
+        _check_json_content()
+        raw = read_body(max_body)
+    else:
+        raw = read_body(max_body)
+        if not raw:
+            return model()
+        _check_json_content()
     try:
         return model.model_validate_json(raw)
     except pydantic.ValidationError as exc:
         if exc.errors()[0]["type"] == "json_invalid":
             raise ValidationError("body", "is not valid JSON") from None
         raise _validation_error(exc) from None
+
+
+def _check_json_content() -> None:
+    content_type = request.environ.get("CONTENT_TYPE", "")
+    if content_type != "application/json" and request.mimetype != "application/json":
+        raise UnsupportedMediaType("send the body as application/json")
 
 
 def parse_query(model):
@@ -117,18 +133,26 @@ def parse_query(model):
 def endpoint(blueprint: Blueprint, method: str, path: str, *, summary: str,
              roles: frozenset[str] | None = EVERYONE, body=None, query=None, response=None,
              status: int = 200, errors: tuple[int, ...] = (), max_body: int = ONE_MIB,
-             media_type: str = "application/json", also: tuple[int, ...] = ()) -> Callable:
-    """Register ``view`` at ``path``; ``roles=None`` means no authentication at all."""
+             media_type: str = "application/json", also: tuple[int, ...] = (),
+             body_required: bool = True) -> Callable:
+    """Register ``view`` at ``path``; ``roles=None`` means no authentication at all.
+
+    Every POST declares its ``body`` model, even one that takes nothing (an empty model):
+    a body nobody reads would otherwise be accepted whatever it holds.  ``body_required=False``
+    makes it optional, both here and in the OpenAPI document; the view then gets
+    ``body()`` (the defaults) when nothing was sent."""
+    if method == "POST" and body is None:
+        raise TypeError(f"POST {path} must declare its body (an empty model if it takes none)")
 
     def decorate(view):
         REGISTRY.append(Endpoint(method, path, summary, roles, body, query, response, status,
-                                 errors, max_body, media_type, also))
+                                 errors, max_body, media_type, also, body_required))
 
         @functools.wraps(view)
         def handle(**path_args):
             arguments = dict(path_args)
             session_id = path_args.get("session_id")
-            if session_id is not None and not UUID.match(session_id):
+            if session_id is not None and not UUID_RE.fullmatch(session_id):
                 raise ValidationError("id", "is not a UUID")
             if roles is not None:
                 principal = authenticate()
@@ -137,9 +161,7 @@ def endpoint(blueprint: Blueprint, method: str, path: str, *, summary: str,
             if query is not None:
                 arguments["query"] = parse_query(query)
             if body is not None:
-                arguments["body"] = parse_body(body, max_body)
-            elif method == "POST":
-                request.max_content_length = max_body
+                arguments["body"] = parse_body(body, max_body, required=body_required)
             return view(**arguments)
 
         flask_path = re.sub(r"\{(\w+)\}", r"<\1>", path)

@@ -70,7 +70,7 @@ def _operation(ep, schemas) -> dict:
             operation["parameters"].append({"name": name, "in": "query", "required": name in required,
                                             "schema": schema})
     if ep.body is not None:
-        operation["requestBody"] = {"required": True, "content": {
+        operation["requestBody"] = {"required": ep.body_required, "content": {
             "application/json": {"schema": {"$ref": REF.format(model=ep.body.__name__)}}}}
     for status in (ep.status, *ep.also):
         if ep.path.endswith("/download"):

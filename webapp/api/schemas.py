@@ -10,11 +10,11 @@ from typing_extensions import NotRequired, TypedDict
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt,
                       StrictStr)
 
-KIND_PATTERN = r"^[a-z0-9_.-]{1,64}$"
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+from repositories import validation as limits
+
 StateName = Literal["pending", "running", "completed", "failed", "stopped"]
 TerminalState = Literal["completed", "failed", "stopped"]
-LogLevel = Literal["debug", "info", "warning", "error"]
+LogLevel = Literal[limits.LOG_LEVELS]  # type: ignore[valid-type]   # the store's own tuple
 JsonObject = dict[str, Any]
 
 
@@ -45,16 +45,27 @@ class Query(BaseModel):
 
 # -- requests ---------------------------------------------------------------------------
 class CreateSession(Body):
-    kind: StrictStr = Field(pattern=KIND_PATTERN)
-    label: StrictStr = Field("", max_length=256)
-    owner: StrictStr | None = Field(None, min_length=1, max_length=256)
+    kind: StrictStr = Field(pattern=limits.KIND_PATTERN)
+    label: StrictStr = Field("", max_length=limits.MAX_LABEL)
+    owner: StrictStr | None = Field(None, min_length=1, max_length=limits.MAX_OWNER)
     params: JsonObject | None = None
     meta: JsonObject | None = None
 
 
+class StartSession(Body):
+    """Optional: no body, an empty one or ``{}`` starts the session with no worker_id."""
+
+    worker_id: StrictStr | None = Field(None, min_length=1, max_length=limits.MAX_WORKER_ID,
+                                        description="who starts the session: a worker, a process, a client")
+
+
+class NoBody(Body):
+    """Takes nothing: an absent or empty body, or ``{}``; any field is refused by name."""
+
+
 class Usage(Body):
-    tokens: StrictInt = Field(0, ge=0, le=2**53)
-    cost: StrictFloat | StrictInt = Field(0, ge=0, le=1e12)
+    tokens: StrictInt = Field(0, ge=0, le=limits.MAX_TOKENS_DELTA)
+    cost: StrictFloat | StrictInt = Field(0, ge=0, le=limits.MAX_COST_DELTA)
 
 
 class ProgressReport(Body):
@@ -69,12 +80,12 @@ class LogEntryIn(TypedDict):
 
     __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
     level: LogLevel
-    message: Annotated[StrictStr, Field(max_length=8192)]
+    message: Annotated[StrictStr, Field(max_length=limits.MAX_MESSAGE_BYTES)]  # characters here, bytes in the store
     fields: NotRequired[JsonObject | None]
 
 
 class LogBatch(Body):
-    entries: list[LogEntryIn] = Field(min_length=1, max_length=1000)
+    entries: list[LogEntryIn] = Field(min_length=1, max_length=limits.MAX_LOG_BATCH)
 
 
 class Finish(Body):
@@ -84,26 +95,26 @@ class Finish(Body):
 
 
 class WorkerHeartbeat(Body):
-    worker_id: StrictStr = Field(min_length=1, max_length=128)
-    host: StrictStr = Field(min_length=1, max_length=256)
-    pid: StrictInt = Field(ge=0, le=2**31 - 1)
-    active: StrictInt = Field(0, ge=0, le=2**31 - 1)
-    rss_bytes: StrictInt | None = Field(None, ge=0, le=2**62)
-    version: StrictStr | None = Field(None, max_length=64)
+    worker_id: StrictStr = Field(min_length=1, max_length=limits.MAX_HEARTBEAT_WORKER_ID)
+    host: StrictStr = Field(min_length=1, max_length=limits.MAX_HOST)
+    pid: StrictInt = Field(ge=0, le=limits.MAX_PID)
+    active: StrictInt = Field(0, ge=0, le=limits.MAX_PID)
+    rss_bytes: StrictInt | None = Field(None, ge=0, le=limits.MAX_RSS_BYTES)
+    version: StrictStr | None = Field(None, max_length=limits.MAX_VERSION)
 
 
 class ListQuery(Query):
     state: StateName | None = None
-    owner: str | None = Field(None, min_length=1, max_length=256)
-    kind: str | None = Field(None, pattern=KIND_PATTERN)
-    q: str | None = Field(None, max_length=256)
-    limit: QueryInt = Field(50, ge=1, le=200)
+    owner: str | None = Field(None, min_length=1, max_length=limits.MAX_OWNER)
+    kind: str | None = Field(None, pattern=limits.KIND_PATTERN)
+    q: str | None = Field(None, max_length=limits.MAX_LABEL)        # searches labels
+    limit: QueryInt = Field(50, ge=1, le=limits.MAX_LIST_LIMIT)
     cursor: str | None = Field(None, max_length=64)
 
 
 class LogsQuery(Query):
-    after: QueryInt = Field(0, ge=0, le=2**62)
-    limit: QueryInt = Field(1000, ge=1, le=5000)
+    after: QueryInt = Field(0, ge=0, le=limits.MAX_LOG_SEQ)
+    limit: QueryInt = Field(1000, ge=1, le=limits.MAX_LOG_PAGE)
 
 
 class DownloadQuery(Query):
@@ -111,7 +122,7 @@ class DownloadQuery(Query):
 
 
 class SnapshotQuery(Query):
-    limit: QueryInt = Field(200, ge=1, le=1000)
+    limit: QueryInt = Field(200, ge=1, le=limits.MAX_SNAPSHOT_LIMIT)
 
 
 class UsageQuery(Query):

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from werkzeug.exceptions import Forbidden
 
-from repositories.errors import InvalidTransition, LogLimitExceeded
 from repositories.states import State
 
-from ..runner import get_kinds, get_runner
-from ..sessions_service import start_registered_run
+from .. import services
+from ..runner import get_kinds
 from ..store import get_repository
 from . import bp
 from . import schemas as s
@@ -30,7 +29,7 @@ def create_session(principal, body: s.CreateSession):
         raise Forbidden("users create sessions as themselves only")
     owner = body.owner or principal.owner
     if body.kind in get_kinds() or principal.role == USER:     # users may create registered kinds only
-        session = start_registered_run(body.kind, owner=owner, label=body.label, params=body.params,
+        session = services.start_registered_run(body.kind, owner=owner, label=body.label, params=body.params,
                                        meta=body.meta)
     else:
         session = get_repository().create(kind=body.kind, owner=owner, label=body.label, params=body.params,
@@ -59,9 +58,10 @@ def get_session(principal, session_id):
 
 
 @endpoint(bp, "POST", "/sessions/{session_id}/start", summary="Mark a pending session running",
-          roles=STAFF, response=s.SessionOut, errors=WRITE)
-def start_session(principal, session_id):
-    return respond(session_json(get_repository().start(session_id), principal))
+          roles=STAFF, body=s.StartSession, body_required=False, response=s.SessionOut, errors=WRITE)
+def start_session(principal, session_id, body: s.StartSession):
+    """The optional body names who starts it (``worker_id``), kept on the session."""
+    return respond(session_json(get_repository().start(session_id, worker_id=body.worker_id), principal))
 
 
 @endpoint(bp, "POST", "/sessions/{session_id}/progress", summary="Report progress, meta and usage",
@@ -74,23 +74,13 @@ def report_progress(principal, session_id, body: s.ProgressReport):
 
 
 @endpoint(bp, "POST", "/sessions/{session_id}/stop", summary="Cancel a pending session or ask a running one to stop",
-          response=s.SessionOut, errors=WRITE, also=(202,))
-def stop_session(principal, session_id):
+          body=s.NoBody, body_required=False, response=s.SessionOut, errors=WRITE, also=(202,))
+def stop_session(principal, session_id, body: s.NoBody):
     """202 while the worker still has to honour the request; 200 once it is stopped.
     Who asked, and when, goes into the session's log first (a full log never blocks a stop)."""
     check_visible(principal, session_id)
-    record_stop_request(session_id, principal.owner, principal.role)
-    session = get_repository().request_stop(session_id)
-    get_runner().notify_stop(session_id)
+    session = services.stop_session(session_id, who=principal.owner, role=principal.role)
     return respond(session_json(session, principal), 202 if session.state is State.RUNNING else 200)
-
-
-def record_stop_request(session_id: str, who: str, role: str) -> None:
-    try:
-        get_repository().append_logs(session_id, [{"level": "warning", "message": f"stop requested by {who}",
-                                                   "fields": {"by": who, "role": role}}])
-    except (InvalidTransition, LogLimitExceeded):
-        pass                  # finished already (request_stop says so with a 409) or log full
 
 
 @endpoint(bp, "POST", "/sessions/{session_id}/finish", summary="Finish a session", roles=STAFF,

@@ -5,26 +5,23 @@ the panel see.  They need a SQL store: a memory:// store lives inside the server
 """
 from __future__ import annotations
 
-import contextlib
 import json
-from datetime import datetime, timedelta, timezone
 
 import click
-from flask import Flask, current_app
+from flask import current_app
 from flask.cli import AppGroup
 
-from repositories.errors import RunboardError
-from repositories.records import CleanupCounts, iso, utcnow
+from repositories.errors import InvalidTransition
+from repositories.records import CleanupCounts, iso
 from repositories.states import TERMINAL_STATES, State
 from repositories.usage import GROUPINGS
+from repositories.validation import MAX_LIST_LIMIT
 
-from .api.sessions import record_stop_request
-from .cli import _needs_sql
-from .retention import apply_retention
-from .runner import get_runner
-from .logtext import log_line, one_line
-from .settings import MAX_DURATION, parse_duration
-from .store import get_repository
+from .. import services
+from ..logtext import log_line, one_line
+from ..retention import apply_retention
+from ..store import get_repository
+from .common import AGE, DURATION, Since, domain_errors, echo_json, needs_sql, plural, show_duration, table
 
 sessions = AppGroup("sessions", help="List, inspect, stop, clean up and sweep sessions.")
 usage = AppGroup("usage", help="Token and cost totals from the hourly rollups.")
@@ -34,72 +31,14 @@ FINISHED = sorted(s.value for s in TERMINAL_STATES)
 LOG_TAIL = 20
 
 
-class Duration(click.ParamType):
-    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` (what the settings accept) → timedelta."""
-
-    name = "duration"
-
-    def convert(self, value, param, ctx):
-        try:
-            duration = parse_duration(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-        if not timedelta(0) < duration <= MAX_DURATION:
-            self.fail("must be longer than 0s and at most 36500d", param, ctx)
-        return duration
-
-
-DURATION = Duration()
-
-
-class Since(click.ParamType):
-    """A duration back from now (``7d``), a date (``2026-11-01``, midnight UTC) or an ISO
-    time (``2026-11-01T09:00:00Z``; without a zone it is read as UTC)."""
-
-    name = "since"
-
-    def convert(self, value, param, ctx):
-        with contextlib.suppress(click.BadParameter):
-            return utcnow() - DURATION.convert(value, param, ctx)
-        try:
-            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-        except ValueError:
-            self.fail(f"{str(value)[:40]!r} is neither a duration (7d), a date (2026-11-01) "
-                      "nor an ISO time (2026-11-01T09:00:00Z)", param, ctx)
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def _repository():
-    _needs_sql()
+    needs_sql()
     return get_repository()
-
-
-@contextlib.contextmanager
-def _domain_errors():
-    """Domain errors (unknown session, refused transition, bad input) become one clear line."""
-    try:
-        yield
-    except RunboardError as exc:
-        raise click.ClickException(exc.message) from None
-
-
-def _echo_json(value) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    for row in [headers, *rows]:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 def _percent(progress: dict) -> str:
     percent = progress.get("percent")
     return f"{percent:.1f}%" if isinstance(percent, (int, float)) and not isinstance(percent, bool) else "-"
-
-
-def _plural(count: int, one: str, many: str) -> str:
-    return f"{count:,} {one if count == 1 else many}"
 
 
 def _one_line(value, width: int | None = None) -> str:
@@ -108,31 +47,23 @@ def _one_line(value, width: int | None = None) -> str:
     return text if width is None or len(text) <= width else text[:width - 1] + "…"
 
 
-def _show_duration(duration: timedelta) -> str:
-    seconds = int(duration.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 @sessions.command("list")
 @click.option("--state", type=click.Choice(STATES), help="only sessions in this state")
 @click.option("--owner", help="only sessions of this owner")
 @click.option("--kind", help="only sessions of this kind")
-@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_LIST_LIMIT), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the sessions as a JSON array")
 def list_sessions(state, owner, kind, limit, as_json):
     """List sessions, newest first."""
     repository = _repository()
-    with _domain_errors():
+    with domain_errors():
         page = repository.list_sessions(state=State(state) if state else None, owner=owner, kind=kind,
                                         limit=limit)
     if as_json:
-        return _echo_json([s.to_dict() for s in page.items])
+        return echo_json([s.to_dict() for s in page.items])
     if not page.items:
         return click.echo("no sessions")
-    _table(["ID", "STATE", "KIND", "OWNER", "LABEL", "PROGRESS", "CREATED"],
+    table(["ID", "STATE", "KIND", "OWNER", "LABEL", "PROGRESS", "CREATED"],
            [[s.id, s.state.value, s.kind, s.owner, _one_line(s.label, 40) or "-", _percent(s.progress),
              iso(s.created_at)] for s in page.items])
     if page.next_cursor:
@@ -145,13 +76,13 @@ def list_sessions(state, owner, kind, limit, as_json):
 def show_session(session_id, as_json):
     """Show a session: metadata, progress, result or error, usage, timestamps and its last 20 log lines."""
     repository = _repository()
-    with _domain_errors():
+    with domain_errors():
         session = repository.get(session_id)
         entries = repository.read_logs(session.id, after=max(session.log_count - LOG_TAIL, 0),
                                        limit=LOG_TAIL).entries
     data = session.to_dict()
     if as_json:
-        return _echo_json({"session": data, "entries": [e.to_dict() for e in entries]})
+        return echo_json({"session": data, "entries": [e.to_dict() for e in entries]})
     state = data["state"] + (" (stop requested)" if session.stop_requested else "")
     fields = [("session", data["id"]), ("kind", data["kind"]), ("label", _one_line(data["label"]) or "-"),
               ("owner", data["owner"]), ("state", state),
@@ -164,7 +95,7 @@ def show_session(session_id, as_json):
                for name in ("created_at", "started_at", "updated_at", "finished_at", "heartbeat_at")]
     for name, value in fields:
         click.echo(f"{name:<10}{value}")
-    click.echo(f"\nlogs: {_plural(session.log_count, 'entry', 'entries')}"
+    click.echo(f"\nlogs: {plural(session.log_count, 'entry', 'entries')}"
                + (f", the last {len(entries)}:" if entries else ""))
     for entry in entries:
         click.echo(log_line(entry))
@@ -175,14 +106,12 @@ def show_session(session_id, as_json):
 def stop_session(session_id):
     """Cancel a pending session, or ask a running one to stop (its worker finishes it as stopped)."""
     repository = _repository()
-    with _domain_errors():
-        session = repository.get(session_id)
-        if session.state.is_terminal:
-            raise click.ClickException(f"session {session.id} is {session.state}; there is nothing to stop")
-        again = " again" if session.stop_requested else ""
-        record_stop_request(session.id, "cli", "admin")
-        session = repository.request_stop(session.id)
-    get_runner().notify_stop(session.id)
+    with domain_errors():
+        again = " again" if repository.get(session_id).stop_requested else ""
+        try:
+            session = services.stop_session(session_id, who="cli", role="admin")
+        except InvalidTransition as exc:
+            raise click.ClickException(f"session {exc.session_id} is {exc.current}; there is nothing to stop") from None
     if session.state is State.STOPPED:
         click.echo(f"session {session.id} was pending: stopped before it ran")
     else:
@@ -198,8 +127,9 @@ def _check_finished(ctx, param, values):
 
 
 @sessions.command("cleanup")
-@click.option("--older-than", type=DURATION,
-              help="remove sessions finished longer ago than this (e.g. 7d); default: the retention settings")
+@click.option("--older-than", type=AGE,
+              help="remove sessions finished longer ago than this (e.g. 7d; 0s: every finished session); "
+                   "default: the retention settings")
 @click.option("--state", "states", multiple=True, type=click.Choice(STATES), callback=_check_finished,
               metavar=f"[{'|'.join(FINISHED)}]", help="only this finished state (repeatable); default: all")
 @click.option("--dry-run", is_flag=True, help="count what would be removed, remove nothing")
@@ -212,20 +142,24 @@ def cleanup_sessions(older_than, states, dry_run, as_json):
     repository = _repository()
     settings = current_app.config["RUNBOARD"]
     wanted = sorted(set(states)) or FINISHED
-    ages = {state: older_than or settings.retention_for(state) for state in wanted}
-    with _domain_errors():
+    ages = {state: settings.retention_for(state) if older_than is None else older_than for state in wanted}
+    with domain_errors():
         if older_than is None and not states:
             counts = apply_retention(repository, settings, dry_run=dry_run)
         else:       # one call per state: each state may be kept for a different time
             found = [repository.cleanup(ages[state], states=[state], dry_run=dry_run) for state in wanted]
             counts = CleanupCounts(sum(c.sessions for c in found), sum(c.log_entries for c in found))
     if as_json:
-        return _echo_json({"sessions": counts.sessions, "log_entries": counts.log_entries, "dry_run": dry_run})
+        return echo_json({"sessions": counts.sessions, "log_entries": counts.log_entries, "dry_run": dry_run})
     which = "" if wanted == FINISHED else "/".join(wanted) + " "
-    rule = (f"{which}sessions finished over {_show_duration(ages[wanted[0]])} ago" if len(set(ages.values())) == 1
-            else "retention: " + ", ".join(f"{state} {_show_duration(age)}" for state, age in ages.items()))
-    click.echo(f"{'would remove' if dry_run else 'removed'} {_plural(counts.sessions, 'session', 'sessions')} "
-               f"and {_plural(counts.log_entries, 'log entry', 'log entries')} ({rule})")
+    if older_than is not None and not older_than:
+        rule = f"every finished {which}session"
+    elif len(set(ages.values())) == 1:
+        rule = f"{which}sessions finished over {show_duration(ages[wanted[0]])} ago"
+    else:
+        rule = "retention: " + ", ".join(f"{state} {show_duration(age)}" for state, age in ages.items())
+    click.echo(f"{'would remove' if dry_run else 'removed'} {plural(counts.sessions, 'session', 'sessions')} "
+               f"and {plural(counts.log_entries, 'log entry', 'log entries')} ({rule})")
 
 
 @sessions.command("sweep")
@@ -237,12 +171,12 @@ def sweep_sessions(timeout, as_json):
     timeout = timeout or current_app.config["RUNBOARD"].heartbeat_timeout
     failed = repository.sweep_heartbeats(timeout)
     if as_json:
-        return _echo_json({"failed": failed})
+        return echo_json({"failed": failed})
     for session_id in failed:
         click.echo(f"{session_id} failed: heartbeat lost")
     if failed:
-        click.echo(f"failed {_plural(len(failed), 'session', 'sessions')} silent for more than "
-                   f"{_show_duration(timeout)}")
+        click.echo(f"failed {plural(len(failed), 'session', 'sessions')} silent for more than "
+                   f"{show_duration(timeout)}")
     else:
         click.echo("no running session has lost its heartbeat")
 
@@ -254,17 +188,13 @@ def sweep_sessions(timeout, as_json):
 def usage_report(by, since, as_json):
     """Sessions, tokens and cost per owner, kind or engine (rollups survive session cleanup)."""
     repository = _repository()
-    with _domain_errors():
+    with domain_errors():
         rows = repository.usage(by=by, since=since)
     if as_json:
-        return _echo_json([{"key": r.key, "sessions": r.sessions, "tokens": r.tokens, "cost": r.cost}
+        return echo_json([{"key": r.key, "sessions": r.sessions, "tokens": r.tokens, "cost": r.cost}
                            for r in rows])
     if not rows:
         return click.echo("no usage recorded" + (f" since {iso(since)}" if since else ""))
-    _table([by.upper(), "SESSIONS", "TOKENS", "COST"],
+    table([by.upper(), "SESSIONS", "TOKENS", "COST"],
            [[r.key or "(none)", f"{r.sessions:,}", f"{r.tokens:,}", f"{r.cost:.6f}"] for r in rows])
 
-
-def register_session_cli(app: Flask) -> None:
-    app.cli.add_command(sessions)
-    app.cli.add_command(usage)

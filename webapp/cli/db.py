@@ -8,7 +8,6 @@ no schema), and it is the only migration command memory:// has.
 from __future__ import annotations
 
 import click
-from flask import Flask
 from flask.cli import AppGroup
 
 NO_SCHEMA = "RUNBOARD_DATABASE_URL is memory://: the memory store keeps no schema"
@@ -21,7 +20,3 @@ memory_db = AppGroup("db", help="Database migrations (nothing to migrate on memo
 def upgrade(args):
     """Nothing to upgrade: memory:// starts empty in every process."""
     click.echo(f"{NO_SCHEMA}; nothing to upgrade", err=True)
-
-
-def register_memory_db_command(app: Flask) -> None:
-    app.cli.add_command(memory_db)

@@ -4,31 +4,16 @@ from __future__ import annotations
 import sys
 
 import click
-from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from repositories.credentials import ROLES, CredentialNotFound
-from repositories.errors import ValidationError
+from repositories.credentials import ROLES
 from repositories.records import iso
 
-from .store import get_credentials
+from ..store import get_credentials
+from .common import domain_errors, needs_sql
 
 tokens = AppGroup("tokens", help="Create, list and revoke API tokens.")
 users = AppGroup("users", help="Create logins for the admin panel.")
-
-
-def _needs_sql() -> None:
-    if current_app.config["RUNBOARD"].store == "memory":
-        raise click.ClickException(
-            "this command needs a SQL store: memory:// lives inside the server process; "
-            "authenticate with RUNBOARD_ADMIN_TOKEN instead")
-
-
-def _domain_errors(action):
-    try:
-        return action()
-    except (ValidationError, CredentialNotFound) as exc:
-        raise click.ClickException(exc.message) from None
 
 
 @tokens.command("create")
@@ -37,8 +22,9 @@ def _domain_errors(action):
 @click.option("--name", default="", help="a note to recognise the token by")
 def create_token(role, owner, name):
     """Create a token and print its secret once; only a hash is stored."""
-    _needs_sql()
-    token, secret = _domain_errors(lambda: get_credentials().create_token(role=role, owner=owner, name=name))
+    needs_sql()
+    with domain_errors():
+        token, secret = get_credentials().create_token(role=role, owner=owner, name=name)
     click.echo(f"token {token.id} ({role}, owner {token.owner}) created; its secret is shown only now:",
                err=True)
     click.echo(secret)
@@ -47,7 +33,7 @@ def create_token(role, owner, name):
 @tokens.command("list")
 def list_tokens():
     """List tokens (never their secrets)."""
-    _needs_sql()
+    needs_sql()
     for token in get_credentials().list_tokens():
         status = f"revoked {iso(token.revoked_at)}" if token.revoked_at else "active"
         click.echo(f"{token.id}  {token.role:<6}  {token.owner}  {token.name or '-'}  "
@@ -58,8 +44,9 @@ def list_tokens():
 @click.argument("token_id")
 def revoke_token(token_id):
     """Revoke a token by its id; requests with it get 401 from now on."""
-    _needs_sql()
-    token = _domain_errors(lambda: get_credentials().revoke_token(token_id))
+    needs_sql()
+    with domain_errors():
+        token = get_credentials().revoke_token(token_id)
     click.echo(f"token {token.id} revoked")
 
 
@@ -69,18 +56,12 @@ def revoke_token(token_id):
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
 def create_user(name, admin, password_stdin):
     """Create a login; the password comes from a prompt (or stdin) and is stored hashed."""
-    _needs_sql()
+    needs_sql()
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    user = _domain_errors(lambda: get_credentials().create_user(name=name, password=password, is_admin=admin))
+    with domain_errors():
+        user = get_credentials().create_user(name=name, password=password, is_admin=admin)
     click.echo(f"user {user.name} created{' (admin)' if user.is_admin else ''}")
 
-
-def register_cli(app: Flask) -> None:
-    from .cli_sessions import register_session_cli  # imported late: it reuses _needs_sql from here
-
-    app.cli.add_command(tokens)
-    app.cli.add_command(users)
-    register_session_cli(app)
