@@ -1,6 +1,6 @@
 """Schema-driven fuzzing: schemathesis generates requests from /api/v1/openapi.json for
-every operation, as an admin and as a plain user, and checks that nothing answers 5xx and
-that every response conforms to the document."""
+every operation, as an admin and as a plain user, on every store, and checks that nothing
+answers 5xx and that every response conforms to the document."""
 from __future__ import annotations
 
 import pytest
@@ -14,12 +14,19 @@ from job_support import idle_kind, paused_runner
 from webapp.store import CREDENTIALS_KEY, close_repository
 
 
-@pytest.fixture(scope="module")
-def fuzzed_app(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
+@pytest.fixture(scope="module", params=["memory", "sqlite", "postgresql"])
+def fuzzed_app(request, tmp_path_factory):
+    """One app per store for the whole module; PostgreSQL is the run's database, emptied."""
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "postgresql":
+        url = request.getfixturevalue("empty_postgres")()
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
     app = create_app({"RUNBOARD_DATABASE_URL": url, "RUNBOARD_SCHEDULER": "off",
                       "RUNBOARD_ADMIN_TOKEN": ADMIN_TOKEN})
-    app.extensions["runboard"].create_schema()
+    if request.param == "sqlite":
+        app.extensions["runboard"].create_schema()
     paused_runner(app).kinds.register(idle_kind(USER_KIND))
     _, user_secret = app.extensions[CREDENTIALS_KEY].create_token(role="user", owner="fuzz@example.com")
     app.config["FUZZ_TOKENS"] = {"admin": ADMIN_TOKEN, "user": user_secret}
