@@ -51,6 +51,18 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 FUZZ = settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "25")), deadline=None, suppress_health_check=list(HealthCheck))
 
 
+SCALARS = (str, int, float, bool, type(None))
+
+
+def sent_as_generated(case) -> bool:
+    """Whether the query reaches the app as schemathesis generated it.  Its WSGI transport
+    hands the query to werkzeug's test client, which sends an object (or a list holding one)
+    as its Python ``str()``: a negative ``owner={...}`` arrives as one valid owner string, and
+    a 200 for it is right, not a "schema-violating request accepted"."""
+    return all(isinstance(value, SCALARS) or (isinstance(value, list) and all(isinstance(v, SCALARS) for v in value))
+               for value in (case.query or {}).values())
+
+
 def call_as(case, app, role):
     token = app.config["FUZZ_TOKENS"][role]
     case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
@@ -58,9 +70,11 @@ def call_as(case, app, role):
     assert response.status_code < 500, response.text[:500]
     # Authentication and authorisation have their own exhaustive matrix test; here the
     # checks are what the document promises about every response.
-    case.validate_response(response, checks=[
-        checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
-        checks.response_schema_conformance, checks.negative_data_rejection])
+    promised = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
+                checks.response_schema_conformance]
+    if sent_as_generated(case):
+        promised.append(checks.negative_data_rejection)
+    case.validate_response(response, checks=promised)
 
 
 @schema.exclude(path="/healthz").parametrize()   # served at the root; tested in test_app
