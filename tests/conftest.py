@@ -47,6 +47,42 @@ def postgres_url():
         yield url
 
 
+@pytest.fixture(scope="session")
+def postgres_schema_url(postgres_url):
+    """The run's PostgreSQL database with the schema created once."""
+    from repositories.sql import SqlSessionRepository
+
+    repo = SqlSessionRepository.from_url(postgres_url)
+    repo.create_schema()
+    repo.close()
+    return postgres_url
+
+
+@pytest.fixture(scope="session")
+def empty_postgres(postgres_schema_url):
+    """Return a function that empties the run's database and returns its URL (cheaper than
+    a schema per test); one engine serves every test.  Every table of the models is
+    emptied (sessions and logs, usage, workers, scheduler, tokens and users) except the
+    per-state counters, which are zeroed."""
+    from sqlalchemy import text
+
+    from repositories.sql import make_engine
+    from repositories.sql.models import Base, StateCountRow
+
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables
+                       if table is not StateCountRow.__table__)
+    engine = make_engine(postgres_schema_url, pool_size=1, max_overflow=0)
+
+    def empty() -> str:
+        with engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
+            connection.execute(text("UPDATE state_counts SET sessions = 0"))
+        return postgres_schema_url
+
+    yield empty
+    engine.dispose()
+
+
 @pytest.fixture
 def empty_postgres_url():
     """URL of a database created for one test, e.g. to run migrations from nothing."""

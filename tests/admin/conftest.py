@@ -12,8 +12,11 @@ from job_support import paused_runner
 from webapp.store import CREDENTIALS_KEY, EXTENSION_KEY, close_repository
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def store_url(request, tmp_path):
+    """An empty store: memory, a new SQLite file, or the run's PostgreSQL database emptied."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("empty_postgres")()
     return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'admin.db'}"
 
 

@@ -85,9 +85,8 @@ def test_login_attempts_are_rate_limited_per_address_with_a_429_page(store_url):
         close_repository(app)
 
 
-@pytest.mark.parametrize("url", ["memory://", "sqlite"])
-def test_with_no_admin_yet_the_panel_explains_how_to_create_one(url, tmp_path):
-    app = build_app("memory://" if url == "memory://" else f"sqlite:///{tmp_path / 'x.db'}")
+def test_with_no_admin_yet_the_panel_explains_how_to_create_one(store_url):
+    app = build_app(store_url)
     try:
         client = app.test_client()
         for path in ["/admin/", "/admin/login", "/admin/history"]:
@@ -95,7 +94,7 @@ def test_with_no_admin_yet_the_panel_explains_how_to_create_one(url, tmp_path):
             assert response.status_code == 503
             assert 'id="setup-instructions"' in response.get_data(as_text=True)
         assert login(client).status_code == 503                     # nothing to log in to
-        expected = "RUNBOARD_ADMIN_PASSWORD" if url == "memory://" else "flask --app wsgi users create NAME --admin"
+        expected = "RUNBOARD_ADMIN_PASSWORD" if store_url == "memory://" else "flask --app wsgi users create NAME --admin"
         assert expected in text(client.get("/admin/"))
     finally:
         close_repository(app)

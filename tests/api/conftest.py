@@ -1,4 +1,5 @@
-"""API fixtures: an app per store, and callers holding every kind of credential."""
+"""API fixtures: an app per store (memory, SQLite, and the run's PostgreSQL database emptied
+before each test), and callers holding every kind of credential."""
 from __future__ import annotations
 
 import pytest
@@ -9,12 +10,23 @@ from job_support import idle_kind, paused_runner
 from webapp.store import CREDENTIALS_KEY, close_repository
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+STORES = ["memory", "sqlite", "postgresql"]
+
+
+def store_url(request, tmp_path) -> str:
+    """An empty store of the parametrised kind; SQL ones have the schema in place."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "postgresql":
+        return request.getfixturevalue("empty_postgres")()
+    return f"sqlite:///{tmp_path / 'api.db'}"
+
+
+@pytest.fixture(params=STORES)
 def app(request, tmp_path):
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'api.db'}"
-    app = create_app({"RUNBOARD_DATABASE_URL": url, "RUNBOARD_SCHEDULER": "off",
+    app = create_app({"RUNBOARD_DATABASE_URL": store_url(request, tmp_path), "RUNBOARD_SCHEDULER": "off",
                       "RUNBOARD_ADMIN_TOKEN": ADMIN_TOKEN, "TESTING": True})
-    if request.param != "memory":
+    if request.param == "sqlite":
         app.extensions["runboard"].create_schema()
     paused_runner(app).kinds.register(idle_kind(USER_KIND))
     yield app

@@ -9,10 +9,8 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import text
-
 from repositories.memory import MemorySessionRepository
-from repositories.sql import SqlSessionRepository, make_engine
+from repositories.sql import SqlSessionRepository
 
 BACKENDS = ["memory", "sqlite", "postgresql"]
 SQL_BACKENDS = ["sqlite", "postgresql"]
@@ -41,31 +39,6 @@ class FakeClock:
     def set(self, moment: datetime) -> None:
         with self._lock:
             self.now = moment
-
-
-@pytest.fixture(scope="session")
-def postgres_schema_url(postgres_url):
-    """The run's PostgreSQL database with the schema created once."""
-    repo = SqlSessionRepository.from_url(postgres_url)
-    repo.create_schema()
-    repo.close()
-    return postgres_url
-
-
-@pytest.fixture(scope="session")
-def empty_postgres(postgres_schema_url):
-    """Return a function that empties the run's database (cheaper than a schema per test);
-    one engine serves every test."""
-    engine = make_engine(postgres_schema_url, pool_size=1, max_overflow=0)
-
-    def empty() -> str:
-        with engine.begin() as connection:
-            connection.execute(text("TRUNCATE log_entries, sessions, usage_rollups, usage_daily, workers, scheduler_leases, scheduler_ticks RESTART IDENTITY"))
-            connection.execute(text("UPDATE state_counts SET sessions = 0"))
-        return postgres_schema_url
-
-    yield empty
-    engine.dispose()
 
 
 @pytest.fixture
