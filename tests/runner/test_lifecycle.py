@@ -225,9 +225,9 @@ def test_a_session_slow_to_start_is_not_mistaken_for_one_finalized_elsewhere(app
     repository = app.extensions["runboard"]
     real_start = repository.start
 
-    def slow_start(session_id):
+    def slow_start(session_id, **options):
         clock.sleep(0.4)                     # longer than the monitor's tick and stop poll
-        return real_start(session_id)
+        return real_start(session_id, **options)
 
     monkeypatch.setattr(repository, "start", slow_start)
     runner_of(app).kinds.register(JobKind("quick", lambda context, params: {"ok": 1}, AnyParams))

@@ -32,8 +32,12 @@ class Monitor(threading.Thread):
         self._last_registry = 0.0
         self._last_poll: dict[str, float] = {}
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Halt, and wait for a pass under way: the store's connections are released right
+        after, and a write still running then would open one nobody closes."""
         self._halt.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout)
 
     def run(self) -> None:
         while not self._halt.wait(self.tick):

@@ -271,6 +271,12 @@ class Runner:
             self._monitor.stop()
         for _ in self._pool:
             self._jobs.put(None)
+        # Idle threads exit at once; one still inside a job that ignored its stop is left
+        # behind after a second (it is a daemon, and its session is finalized already).
+        joined_by = time.monotonic() + 1.0
+        for thread in self._pool:
+            if thread is not threading.current_thread():
+                thread.join(max(joined_by - time.monotonic(), 0))
 
     def _finish_unstarted(self, session_id: str, reason: str, deadline: float) -> None:
         try:
