@@ -36,8 +36,8 @@ def _connection():
     connection = getattr(_local, "connection", None)
     if connection is None:
         if POSTGRES:
+            # Commits wait for the WAL flush, as every commit of Runboard's store does.
             connection = psycopg.connect(DATABASE, autocommit=True)
-            connection.execute("SET synchronous_commit TO OFF")     # as a progress-only report
         else:
             connection = sqlite3.connect(DATABASE, isolation_level=None, check_same_thread=False)
             connection.execute("PRAGMA journal_mode=WAL")

@@ -12,13 +12,13 @@ Then, in this process with Flask's test client logged in as an admin (so the fig
 request handling + queries + rendering, no network), every page is requested 3 times to
 warm up and --samples times measured: median and p95 in ms, target < 100 ms median.
 
-One more request per page runs with every statement recorded (SQLAlchemy's
-``before/after_cursor_execute``; every store method runs Core statements).  A statement that counts ``sessions`` without WHERE, or reads it
+One more request per page runs with every statement recorded (each store method runs
+compiled Core statements through ``repositories/sql/compiled.Cursor``).  A statement that counts ``sessions`` without WHERE, or reads it
 with neither WHERE nor LIMIT, is flagged; on PostgreSQL each recorded SELECT is run again
 under EXPLAIN ANALYZE to sum the rows it examined per table, and the plan of the slowest
 statement of a page that misses the target is printed.  "SQL ms" sums the recorded
 statements, each SELECT timed again (execute + fetchall, best of 3) on that connection of
-its own: SQLite steps results lazily inside SQLAlchemy's fetch, which no event sees.  The
+its own.  The
 rest of the median is Python: request handling, building records and rendering.
 """
 from __future__ import annotations
@@ -40,7 +40,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
-from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import populate  # noqa: E402
 import report  # noqa: E402
 import repository as repobench  # noqa: E402  (bench/repository.py: scratch stores, machine facts)
+from repositories.sql import compiled  # noqa: E402
 from webapp import create_app  # noqa: E402
 from webapp.store import CREDENTIALS_KEY, EXTENSION_KEY, close_repository  # noqa: E402
 
@@ -179,24 +179,36 @@ class Statement:
 
 @contextlib.contextmanager
 def recording(repo):
-    """Every statement ``repo`` runs inside the block, in order."""
+    """Every statement ``repo`` runs inside the block, in order, with the parameters the
+    driver received (the stores run compiled plans on driver cursors, which SQLAlchemy's
+    cursor events do not see, so ``compiled.Cursor`` is wrapped for the block)."""
     log: list[Statement] = []
-    engine = repo.transactions.engine
+    plans = repo.transactions.plans
+    original = compiled.Cursor.execute, compiled.Cursor.execute_many
 
-    def before(conn, cursor_, statement, parameters, context, executemany):
-        log.append(Statement(statement, parameters))
-        conn.info["bench_started"] = time.perf_counter()
+    def execute(cursor, statement, values=None):
+        plan = plans[statement]
+        log.append(Statement(plan.sql, plan.parameters(values)))
+        started = time.perf_counter()
+        try:
+            return original[0](cursor, statement, values)
+        finally:
+            log[-1].ms += (time.perf_counter() - started) * 1000
 
-    def after(conn, cursor_, statement, parameters, context, executemany):
-        log[-1].ms += (time.perf_counter() - conn.info.pop("bench_started")) * 1000
+    def execute_many(cursor, statement, values):
+        plan = plans[statement]
+        log.append(Statement(plan.sql, [plan.parameters(v) for v in values][:1]))
+        started = time.perf_counter()
+        try:
+            return original[1](cursor, statement, values)
+        finally:
+            log[-1].ms += (time.perf_counter() - started) * 1000
 
-    event.listen(engine, "before_cursor_execute", before)
-    event.listen(engine, "after_cursor_execute", after)
+    compiled.Cursor.execute, compiled.Cursor.execute_many = execute, execute_many
     try:
         yield log
     finally:
-        event.remove(engine, "after_cursor_execute", after)
-        event.remove(engine, "before_cursor_execute", before)
+        compiled.Cursor.execute, compiled.Cursor.execute_many = original
 
 
 def flag(sql: str) -> str | None:

@@ -16,7 +16,7 @@ from typing import Callable
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .errors import CredentialNotFound, ValidationError   # also what sql/credentials.py imports from here
+from .errors import CredentialNotFound, ValidationError
 from .records import utcnow
 from .validation import MAX_OWNER, MAX_TOKEN_NAME, MAX_USER_NAME
 

@@ -9,9 +9,9 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..credentials import (CredentialNotFound, CredentialStore, Token, User, check_token_fields,
+from ..credentials import (CredentialStore, Token, User, check_token_fields,
                            check_user_fields, new_secret, token_digest)
-from ..errors import ValidationError
+from ..errors import CredentialNotFound, ValidationError
 from ..records import utcnow
 from .engine import Transactions
 from .models import ApiTokenRow, UserRow

@@ -39,8 +39,8 @@ class SqlLogs:
             return AppendResult(first, last)
 
     def read_logs(self, session_id, *, after=0, limit=1000):
-        check.check_limit("after", after, 0, 2**62)
-        check.check_limit("limit", limit, 1, 5000)
+        check.check_limit("after", after, 0, check.MAX_LOG_SEQ)
+        check.check_limit("limit", limit, 1, check.MAX_LOG_PAGE)
         # One snapshot for both SELECTs: under READ COMMITTED a cleanup committing between
         # them would show an existing session with no logs.
         with self._tx(write=False, snapshot=True) as tx:

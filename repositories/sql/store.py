@@ -100,7 +100,7 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
             return to_session(self._fetch(tx, session_id))
 
     def list_sessions(self, *, state=None, owner=None, kind=None, q=None, limit=50, cursor=None, states=None):
-        check.check_limit("limit", limit, 1, 200)
+        check.check_limit("limit", limit, 1, check.MAX_LIST_LIMIT)
         before = decode_cursor(cursor)
         wanted = wanted_states(state, states)
         if wanted is not None and not wanted:
@@ -118,7 +118,7 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
         return Page([to_session(r) for r in rows], encode_cursor(rows[-1].pk) if more else None)
 
     def snapshot(self, *, limit_per_state=200):
-        check.check_limit("limit", limit_per_state, 1, 1000)
+        check.check_limit("limit", limit_per_state, 1, check.MAX_SNAPSHOT_LIMIT)
         with self._tx(write=False, snapshot=True) as tx:
             taken_at = self._clock()
             counts = {s.value: 0 for s in State}

@@ -36,8 +36,8 @@ from .retry import Backoff, describe, is_store_failure
 
 log = logging.getLogger("runboard.runner")
 
-#: Entries per store call; the API's own limit per batch.
-LOG_BATCH = 1000
+#: Entries per store call: the API's own limit per batch, so a remote store takes it too.
+LOG_BATCH = check.MAX_LOG_BATCH
 #: Progress and meta patches that could not be composed and wait for the store, beyond
 #: which ``progress()`` and ``meta()`` block like a full log buffer.
 MAX_QUEUED_PATCHES = 100
