@@ -39,7 +39,8 @@ import populate  # noqa: E402
 PG_ADMIN = os.environ.get("RUNBOARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TOKEN = "bench-admin-token-" + uuid.uuid4().hex
 LAYOUT = {"sqlite": (2, 4), "postgresql": (2, 4)}
-#: Pending and running sessions loaded for the start and finish figures.
+#: Pending and running sessions loaded for the start and finish figures; each concurrency
+#: takes up to half of them, so the two default concurrencies fit.
 POOL = 40_000
 
 
@@ -167,9 +168,9 @@ def scenarios(server: Server, connections: int, rounds: int) -> dict[str, list[l
         "POST /sessions": [[build("POST", "/api/v1/sessions", TOKEN,
                                   {"kind": "bench", "owner": "bench@example.com", "label": "input.csv",
                                    "meta": {"engine": "numpy"}})]] * connections,
-        "POST …/start": once_each(server.pending, connections, rounds, POOL // (4 * rounds * connections),
+        "POST …/start": once_each(server.pending, connections, rounds, POOL // (2 * rounds * connections),
                                   lambda i: build("POST", f"/api/v1/sessions/{i}/start", TOKEN)),
-        "POST …/finish": once_each(server.running, connections, rounds, POOL // (4 * rounds * connections),
+        "POST …/finish": once_each(server.running, connections, rounds, POOL // (2 * rounds * connections),
                                    lambda i: build("POST", f"/api/v1/sessions/{i}/finish", TOKEN,
                                                    {"state": "completed", "result": {"mean": 1.0}})),
     }
