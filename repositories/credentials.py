@@ -3,6 +3,10 @@
 Secrets are never stored: a token is kept as its SHA-256 digest (a 256-bit random token
 needs no slow hash; a lookup must stay cheap on every request), a password through
 Werkzeug's scrypt KDF.  The plain token exists only in ``create_token``'s return value.
+
+Panel sessions live here too, so ending one (logout, a password change, expiry) ends it
+for every worker: the cookie carries a random secret, the store its digest.  The login
+throttle counts here for the same reason: every worker sees one count per address.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import dataclasses
 import hashlib
 import secrets
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -47,6 +51,36 @@ def new_secret() -> str:
 
 def token_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_DUMMY_HASH: list[str] = []
+
+
+def password_matches(hashed: str | None, password: str) -> bool:
+    """Check ``password`` against ``hashed``, or against a throwaway hash when the user does
+    not exist: a failed login then costs one KDF run either way, so its time does not tell
+    which names exist."""
+    if hashed is None:
+        if not _DUMMY_HASH:
+            _DUMMY_HASH.append(generate_password_hash(secrets.token_urlsafe(16)))
+        check_password_hash(_DUMMY_HASH[0], password)
+        return False
+    return check_password_hash(hashed, password)
+
+
+def touch_every(idle: timedelta) -> timedelta:
+    """How stale a panel session's ``seen_at`` may get before a request rewrites it: a
+    write per page view would queue every page behind SQLite's one writer, and idle expiry
+    only needs ``seen_at`` to within a small part of the idle lifetime."""
+    return min(idle / 10, timedelta(seconds=60))
+
+
+def throttle_wait(window_start: datetime, attempts: int, *, now: datetime, limit: int,
+                  window: timedelta) -> float | None:
+    """Seconds until ``client`` may try again once ``attempts`` passed ``limit``, else None."""
+    if attempts <= limit:
+        return None
+    return max((window_start + window - now).total_seconds(), 1.0)
 
 
 def check_token_fields(role: str, owner: str, name: str) -> None:
@@ -95,6 +129,31 @@ class CredentialStore(abc.ABC):
     def has_admin(self) -> bool:
         """True once at least one admin login exists (the panel is closed until then)."""
 
+    @abc.abstractmethod
+    def set_password(self, name: str, password: str) -> User:
+        """Replace a login's password and end every panel session it has open.
+        Raises CredentialNotFound for an unknown name, ValidationError for a short password."""
+
+    @abc.abstractmethod
+    def open_panel_session(self, name: str, *, lifetime: timedelta) -> str:
+        """Start a panel session for ``name`` that ends ``lifetime`` from now at the latest;
+        return its secret (the cookie's value).  Expired sessions are removed on the way."""
+
+    @abc.abstractmethod
+    def find_panel_session(self, secret: str, *, idle: timedelta) -> User | None:
+        """The user of a live panel session, or None: unknown, closed, past its absolute
+        lifetime, unused for ``idle``, or its user gone.  Marks the session used."""
+
+    @abc.abstractmethod
+    def close_panel_session(self, secret: str) -> None:
+        """End a panel session (idempotent)."""
+
+    @abc.abstractmethod
+    def count_login_attempt(self, client: str, *, limit: int, window: timedelta) -> float | None:
+        """Count one login attempt from ``client``: None while it is within ``limit`` attempts
+        in the window that its first attempt opened, else the seconds until that window ends
+        (the attempt is still counted).  Atomic across threads, processes and hosts."""
+
 
 class MemoryCredentialStore(CredentialStore):
     def __init__(self, clock: Callable[[], datetime] = utcnow):
@@ -103,6 +162,8 @@ class MemoryCredentialStore(CredentialStore):
         self._tokens: dict[str, tuple[Token, str]] = {}          # id -> (token, digest)
         self._by_digest: dict[str, str] = {}
         self._users: dict[str, tuple[User, str]] = {}
+        self._panel: dict[str, list] = {}                        # digest -> [name, created, seen, expires]
+        self._throttle: dict[str, tuple[datetime, int]] = {}     # client -> (window start, attempts)
 
     def create_token(self, *, role, owner, name=""):
         check_token_fields(role, owner, name)
@@ -146,10 +207,56 @@ class MemoryCredentialStore(CredentialStore):
     def verify_user(self, name, password):
         with self._lock:
             entry = self._users.get(name)
-        if entry and check_password_hash(entry[1], password):
+        if password_matches(entry[1] if entry else None, password):
             return entry[0]
         return None
 
     def has_admin(self):
         with self._lock:
             return any(user.is_admin for user, _ in self._users.values())
+
+    def set_password(self, name, password):
+        check_user_fields(name, password)
+        hashed = generate_password_hash(password)
+        with self._lock:
+            if name not in self._users:
+                raise CredentialNotFound(f"user {name!r} not found")
+            user = self._users[name][0]
+            self._users[name] = (user, hashed)
+            self._panel = {d: entry for d, entry in self._panel.items() if entry[0] != name}
+        return user
+
+    def open_panel_session(self, name, *, lifetime):
+        secret, now = secrets.token_urlsafe(32), self._clock()
+        with self._lock:
+            self._panel = {d: entry for d, entry in self._panel.items() if entry[3] > now}
+            self._panel[token_digest(secret)] = [name, now, now, now + lifetime]
+        return secret
+
+    def find_panel_session(self, secret, *, idle):
+        digest, now = token_digest(secret), self._clock()
+        with self._lock:
+            entry = self._panel.get(digest)
+            if entry is None:
+                return None
+            name, _created, seen, expires = entry
+            user = self._users.get(name)
+            if user is None or now >= expires or now - seen >= idle:
+                del self._panel[digest]
+                return None
+            entry[2] = now
+            return user[0]
+
+    def close_panel_session(self, secret):
+        with self._lock:
+            self._panel.pop(token_digest(secret), None)
+
+    def count_login_attempt(self, client, *, limit, window):
+        now = self._clock()
+        with self._lock:
+            start, attempts = self._throttle.get(client, (now, 0))
+            if now - start >= window:
+                start, attempts = now, 0
+            self._throttle[client] = (start, attempts + 1)
+            self._throttle = {c: v for c, v in self._throttle.items() if now - v[0] < window}
+        return throttle_wait(start, attempts + 1, now=now, limit=limit, window=window)

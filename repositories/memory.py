@@ -11,7 +11,7 @@ import dataclasses
 import threading
 import uuid
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from . import validation as check
@@ -140,18 +140,30 @@ class MemorySessionRepository(SessionRepository):
             check_reportable(session.id, session.state, "progress")
             check.check_usage_totals(session.usage["tokens"] + tokens, session.usage["cost"] + cost)
             now = self._clock()
+            merged_meta = merge_patch(session.meta, meta) if meta else session.meta
+            if tokens or cost:
+                key = (session.owner, session.kind, engine_of(merged_meta), hour_of(now))
+                self._check_rollups(key, tokens, cost)
             if progress:
                 session.progress = merge_progress(session.progress, progress)
-            if meta:
-                session.meta = merge_patch(session.meta, meta)
+            session.meta = merged_meta
             if tokens or cost:
                 session.usage = {"tokens": session.usage["tokens"] + tokens,
                                  "cost": session.usage["cost"] + cost}
-                row = self._usage[(session.owner, session.kind, engine_of(session.meta), hour_of(now))]
+                row = self._usage[key]
                 row[1] += tokens
                 row[2] += cost
             session.heartbeat_at = session.updated_at = now
             return ProgressAck(session.state, session.stop_requested)
+
+    def _check_rollups(self, key: tuple, tokens: int, cost: float) -> None:
+        """The SQL stores' cap on their hourly and daily rollup rows, on the hourly rows
+        kept here (the day's total summed from its hours).  Under the lock."""
+        hour = self._usage.get(key, (0, 0, 0.0))
+        check.check_rollup_totals(hour[1] + tokens, hour[2] + cost)
+        midnight = key[3].replace(hour=0)
+        day = [self._usage.get((*key[:3], midnight + timedelta(hours=h)), (0, 0, 0.0)) for h in range(24)]
+        check.check_rollup_totals(sum(r[1] for r in day) + tokens, sum(r[2] for r in day) + cost)
 
     def request_stop(self, session_id):
         with self._lock:
@@ -234,6 +246,7 @@ class MemorySessionRepository(SessionRepository):
 
     # -- usage and workers -------------------------------------------------------------------------
     def usage(self, *, by, since=None, owner=None):
+        since = None if since is None else check.check_time("since", since)
         with self._lock:
             rows = [(key, list(values)) for key, values in self._usage.items()]
         return group_usage(rows, by=by, since=since, owner=owner)

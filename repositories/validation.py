@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import date, datetime, timezone
 from typing import Any, Iterable
 
 from .errors import SessionNotFound, ValidationError
@@ -44,6 +45,10 @@ MAX_PID = 2**31 - 1
 MAX_RSS_BYTES = 2**62
 MAX_USER_NAME = 128               # a panel login
 MAX_TOKEN_NAME = 128              # an API token's note
+#: The times a caller may name (a usage start, a history date range): far outside any
+#: session's, yet a zone, a day or an hour either way still makes a valid datetime.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_TIME = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 
 _CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -248,6 +253,38 @@ def check_worker(worker_id: Any, host: Any, pid: Any, active: Any, rss_bytes: An
     check_limit("active", active, 0, MAX_PID)
     if rss_bytes is not None:
         check_limit("rss_bytes", rss_bytes, 0, MAX_RSS_BYTES)
+
+
+def check_time(field: str, moment: Any) -> datetime:
+    """``moment`` in UTC; ValidationError naming ``field`` for a naive or non-datetime
+    value, or one outside EARLIEST_TIME..LATEST_TIME (where converting it to UTC could
+    overflow)."""
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise ValidationError(field, "must be a time with a time zone")
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST_TIME <= utc <= LATEST_TIME:
+        raise ValidationError(field, f"must be between {EARLIEST_TIME.date()} and {LATEST_TIME.date()}")
+    return utc
+
+
+def check_date(field: str, day: date) -> date:
+    """A calendar date (UTC) within the bounds of ``check_time``."""
+    if not EARLIEST_TIME.date() <= day <= LATEST_TIME.date():
+        raise ValidationError(field, f"must be between {EARLIEST_TIME.date()} and {LATEST_TIME.date()}")
+    return day
+
+
+def check_rollup_totals(tokens: int | float, cost: float) -> None:
+    """A usage rollup (one owner, kind and engine over an hour or a day: a total across
+    sessions) stays within the totals' cap, so no column overflows and no sum of them
+    that a usage read makes does either."""
+    if tokens > MAX_TOKENS_TOTAL:
+        raise ValidationError("usage.tokens", f"would take the usage total across sessions past {MAX_TOKENS_TOTAL}")
+    if cost > MAX_COST_TOTAL:
+        raise ValidationError("usage.cost", f"would take the usage total across sessions past {MAX_COST_TOTAL:g}")
 
 
 def check_limit(field: str, value: Any, low: int, high: int) -> int:

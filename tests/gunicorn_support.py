@@ -7,6 +7,7 @@ deadline, and ``finish_stop`` never returns while the master or one of its worke
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -269,14 +270,32 @@ class Server:
         if self.process is None:
             return
         workers = self._stopping
+        reap(self.process, lambda: workers | self.worker_pids(), timeout=40, what="gunicorn workers")
+
+    @contextlib.contextmanager
+    def serving(self):
+        """Started and ready inside the block, stopped (every process gone) after it,
+        also when it never became ready."""
+        self.start()
         try:
-            self.process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            for pid in workers | self.worker_pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.process.kill()
-            self.process.wait(timeout=10)
-        wait_for(lambda: not any(alive(pid) for pid in workers), 10, "gunicorn workers gone")
+            self.wait_ready()
+            yield self
+        finally:
+            self.stop()
+
+
+def reap(process: subprocess.Popen, pids, *, timeout: float, what: str) -> None:
+    """Wait for ``process`` (already asked to stop); past ``timeout``, SIGKILL it and the
+    processes ``pids()`` names.  Returns only once none of them is left."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.kill()
+        process.wait(timeout=10)
+    left = set(pids())
+    wait_for(lambda: not any(alive(pid) for pid in left), 10, f"{what} gone")

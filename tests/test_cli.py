@@ -1,6 +1,8 @@
 """``flask tokens`` and ``flask users``: secrets shown once, stored hashed, revocable."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import text
 
@@ -69,6 +71,24 @@ def test_users_are_created_with_a_hashed_password_from_stdin(app):
     assert again.exit_code != 0 and "exists" in again.output
     short = runner.invoke(args=["users", "create", "eve", "--password-stdin"], input="short\n")
     assert short.exit_code != 0 and "password" in short.output
+
+
+def test_set_password_replaces_the_hash_ends_panel_sessions_and_refuses_bad_input(app):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["users", "create", "root", "--admin", "--password-stdin"],
+                         input="correct horse\n").exit_code == 0
+    credentials = app.extensions["runboard.credentials"]
+    secret = credentials.open_panel_session("root", lifetime=timedelta(hours=1))
+    changed = runner.invoke(args=["users", "set-password", "root", "--password-stdin"], input="battery staple\n")
+    assert changed.exit_code == 0 and "logged out" in changed.output
+    assert credentials.verify_user("root", "battery staple").is_admin
+    assert credentials.verify_user("root", "correct horse") is None
+    assert credentials.find_panel_session(secret, idle=timedelta(hours=1)) is None
+    unknown = runner.invoke(args=["users", "set-password", "nobody", "--password-stdin"], input="long enough\n")
+    assert unknown.exit_code == 1 and "nobody" in unknown.output and "not found" in unknown.output
+    short = runner.invoke(args=["users", "set-password", "root", "--password-stdin"], input="short\n")
+    assert short.exit_code == 1 and "password" in short.output
+    assert credentials.verify_user("root", "battery staple") is not None
 
 
 def test_token_commands_explain_that_the_memory_store_cannot_be_reached():

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from repositories.sql.engine import engine_options
 
@@ -48,6 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         else sqlalchemy_url(settings, app.instance_path),
         SQLALCHEMY_ENGINE_OPTIONS={} if settings.store == "memory" else engine_options(settings.database_url),
         MAX_CONTENT_LENGTH=1024 * 1024,
+        PERMANENT_SESSION_LIFETIME=settings.panel_lifetime,
     )
     app.config.update({k: v for k, v in config.items() if not k.startswith("RUNBOARD_")})
     app.config["RUNBOARD"] = settings
@@ -69,6 +71,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)
     install_admin(app)
+    if settings.trusted_proxies:
+        # The client's address, scheme and host as the proxies in front saw them: the login
+        # throttle counts per address, and secure cookies need the scheme.  Only as many
+        # hops as are configured are believed, so a client cannot forge its address.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     return app
 
 

@@ -22,10 +22,9 @@ def download_response(session: Session, shown: dict, fmt: str) -> Response:
     if fmt == "json":
         body, mimetype = json_lines(shown, entries), "application/json"
     else:
-        body, mimetype = text_lines(session, entries), "text/plain; charset=utf-8"
+        body, mimetype = text_lines(session, entries), "text/plain"
     response = Response(body, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="runboard-{session.id}.{fmt}"'
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 

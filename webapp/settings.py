@@ -9,6 +9,7 @@ import re
 from datetime import timedelta
 from typing import Any, Literal, Mapping
 
+from limits import parse as parse_limit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import make_url
 
@@ -65,6 +66,13 @@ class Settings(BaseModel):
     # The first admin's password (gunicorn's first start, or memory:// at app start).
     admin_password: str | None = Field(None, min_length=8, repr=False, alias="RUNBOARD_ADMIN_PASSWORD")
     secure_cookies: bool = Field(False, alias="RUNBOARD_SECURE_COOKIES")
+    # A panel login ends after this long without a request, and this long after it began.
+    panel_idle_timeout: timedelta = Field(timedelta(minutes=30), alias="RUNBOARD_PANEL_IDLE_TIMEOUT")
+    panel_lifetime: timedelta = Field(timedelta(hours=12), alias="RUNBOARD_PANEL_LIFETIME")
+    # Login POSTs per client address, in the ``limits`` notation ("10/minute", "50/hour").
+    login_limit: str = Field("10/minute", alias="RUNBOARD_LOGIN_LIMIT")
+    # Reverse proxies in front (nginx: 1) whose X-Forwarded-For/-Proto/-Host are believed.
+    trusted_proxies: int = Field(0, ge=0, le=10, alias="RUNBOARD_TRUSTED_PROXIES")
 
     @field_validator("database_url")
     @classmethod
@@ -87,7 +95,8 @@ class Settings(BaseModel):
         return value
 
     @field_validator("retention", "retention_completed", "retention_failed", "retention_stopped",
-                     "heartbeat_timeout", "stop_grace", "sweep_interval", "cleanup_interval", mode="before")
+                     "heartbeat_timeout", "stop_grace", "sweep_interval", "cleanup_interval",
+                     "panel_idle_timeout", "panel_lifetime", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         if isinstance(value, timedelta):
@@ -96,6 +105,17 @@ class Settings(BaseModel):
         if duration <= timedelta(0):
             raise ValueError("must be longer than 0s")
         return duration
+
+    @field_validator("login_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            item = parse_limit(value)
+        except ValueError:
+            raise ValueError(f"malformed limit {value[:40]!r} (use e.g. 10/minute)") from None
+        if item.amount < 1:
+            raise ValueError("must allow at least one attempt")
+        return value
 
     @field_validator("scheduler", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ import functools
 import time
 from collections import Counter
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, literal_column, or_, select, update
 
 from .. import validation as check
 from ..records import CleanupCounts, UsageRow, Worker
@@ -68,12 +68,19 @@ def expired_sessions(states: tuple[str, ...], dry_run: bool):
             .with_for_update(skip_locked=True))
 
 
+#: Token sums are taken in two halves of 31 bits: SQLite's SUM raises on passing 2**63,
+#: and each rollup row stays under 2**62, so the halves of any number of rows fit.
+_HALF = 2**31
+
+
 @functools.lru_cache(maxsize=64)
 def usage_query(daily: bool, by: str, since: bool, owner: bool):
     u = usage_daily.c if daily else usage_rollups.c
     period = u.day if daily else u.hour
     key = period if by == BY_DAY else u[by]       # days are folded from hours below
-    query = select(key, func.sum(u.sessions), func.sum(u.tokens), func.sum(u.cost)).group_by(key).order_by(key)
+    query = (select(key, func.sum(u.sessions), func.sum(u.tokens.op(">>")(literal_column("31"))),
+                    func.sum(u.tokens.op("&")(literal_column(str(_HALF - 1)))), func.sum(u.cost))
+             .group_by(key).order_by(key))
     if since:
         query = query.where(period >= bindparam("p_since"))
     if owner:
@@ -157,6 +164,7 @@ class SqlMaintenance:
 
     def usage(self, *, by, since=None, owner=None):
         check_grouping(by)
+        since = None if since is None else check.check_time("since", since)
         # Whole days (no ``since``, or since a midnight) read the daily rollups: the same
         # sums, a table a 24th the size; any other ``since`` needs the hours.
         daily = since is None or since == day_start(since)
@@ -165,9 +173,10 @@ class SqlMaintenance:
             values["p_since"] = since if daily else hour_of(since)
         with self._tx(write=False) as tx:
             rows = tx.execute(usage_query(daily, by, since is not None, owner is not None), values)
+        rows = [(r[0], int(r[1]), int(r[2]) * _HALF + int(r[3]), float(r[4])) for r in rows]
         if by == BY_DAY:
-            return fold_days((r[0], int(r[1]), int(r[2]), float(r[3])) for r in rows)
-        return [UsageRow(r[0], int(r[1]), int(r[2]), round(float(r[3]), 6)) for r in rows]
+            return fold_days(rows)
+        return [UsageRow(key, sessions, tokens, round(cost, 6)) for key, sessions, tokens, cost in rows]
 
     def heartbeat_worker(self, *, worker_id, host, pid, active=0, rss_bytes=None, version=None):
         check.check_worker(worker_id, host, pid, active, rss_bytes, version)

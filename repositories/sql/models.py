@@ -41,6 +41,13 @@ class UtcDateTime(TypeDecorator):
             value = value.astimezone(timezone.utc).replace(tzinfo=None)
         return value
 
+    def bind_processor(self, dialect):
+        if dialect.name == "sqlite":
+            # The text SQLAlchemy's SQLite DATETIME writes, made by the C formatter: its
+            # own %-format costs more than the rest of a progress report's parameters.
+            return _format_sqlite_timestamp
+        return super().bind_processor(dialect)
+
     def result_processor(self, dialect, coltype):
         if dialect.name == "sqlite":
             # SQLite hands back the text we wrote; the C parser is several times faster
@@ -56,6 +63,12 @@ class UtcDateTime(TypeDecorator):
         if value.utcoffset() == _ZERO:        # already UTC (we ask PostgreSQL for UTC sessions)
             return value.replace(tzinfo=timezone.utc) if value.tzinfo is not timezone.utc else value
         return value.astimezone(timezone.utc)
+
+
+def _format_sqlite_timestamp(value):
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _parse_sqlite_timestamp(value):
@@ -224,6 +237,29 @@ class UserRow(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
+
+
+class PanelSessionRow(Base):
+    """A logged-in panel session: the cookie carries its secret, the store its SHA-256 digest,
+    so logout, a password change or expiry ends it on the server."""
+
+    __tablename__ = "panel_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class LoginThrottleRow(Base):
+    """Login attempts per client address in the current window, shared by every worker."""
+
+    __tablename__ = "login_throttle"
+
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer)
 
 def seed_state_counts(connection) -> None:
     """Insert the zero counter rows; called after CREATE TABLE and by the initial migration."""

@@ -52,7 +52,8 @@ FINISH = _update(state=1, result=1, error=1, finished_at=1, updated_at=1)
 
 
 def _usage_upsert(module, table, period: str):
-    """Add sessions, tokens and cost to one rollup row, creating it when absent."""
+    """Add sessions, tokens and cost to one rollup row, creating it when absent; the row's
+    new totals come back, for the cap on totals across sessions."""
     stmt = module.insert(table).values(
         owner=bindparam("p_owner"), kind=bindparam("p_kind"), engine=bindparam("p_engine"),
         **{period: bindparam(f"p_{period}")}, sessions=bindparam("p_sessions"), tokens=bindparam("p_tokens"),
@@ -60,7 +61,8 @@ def _usage_upsert(module, table, period: str):
     return stmt.on_conflict_do_update(
         index_elements=["owner", "kind", "engine", period],
         set_={"sessions": table.c.sessions + stmt.excluded.sessions,
-              "tokens": table.c.tokens + stmt.excluded.tokens, "cost": table.c.cost + stmt.excluded.cost})
+              "tokens": table.c.tokens + stmt.excluded.tokens, "cost": table.c.cost + stmt.excluded.cost},
+    ).returning(table.c.tokens, table.c.cost)
 
 
 def _worker_upsert(module):

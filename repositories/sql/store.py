@@ -73,12 +73,14 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
 
     def _add_usage(self, tx, owner: str, kind: str, engine: str, moment: datetime, *,
                    sessions: int = 0, tokens: int = 0, cost: float = 0.0) -> None:
-        """Add to the hourly and the daily rollup row, in the caller's transaction."""
+        """Add to the hourly and the daily rollup row, in the caller's transaction; refuse
+        (ValidationError) a report that takes either past the totals' cap."""
         hourly, daily = statements.ADD_USAGE[self.name]
         values = {"p_owner": owner, "p_kind": kind, "p_engine": engine, "p_sessions": sessions,
                   "p_tokens": tokens, "p_cost": cost}
-        tx.execute(hourly, {**values, "p_hour": hour_of(moment)})
-        tx.execute(daily, {**values, "p_day": day_start(moment)})
+        for statement, period in ((hourly, {"p_hour": hour_of(moment)}), (daily, {"p_day": day_start(moment)})):
+            totals = tx.first(statement, {**values, **period})
+            check.check_rollup_totals(totals.tokens, totals.cost)     # raising rolls the report back
 
     # -- sessions ----------------------------------------------------------------------------
     def create(self, *, kind, owner, label="", params=None, meta=None):

@@ -67,7 +67,7 @@ def test_the_login_session_cookie_is_http_only_and_same_site(app):
 
 
 def test_login_attempts_are_rate_limited_per_address_with_a_429_page(store_url):
-    app = build_app(store_url, ADMIN_LOGIN_LIMIT="3/minute")
+    app = build_app(store_url, RUNBOARD_LOGIN_LIMIT="3/minute")
     try:
         app.extensions[CREDENTIALS_KEY].create_user(name=ADMIN, password=PASSWORD, is_admin=True)
         client = app.test_client()
@@ -140,3 +140,23 @@ def test_pages_have_one_h1_a_lang_and_a_skip_link(client, app):
         assert '<html lang="en">' in page and 'id="skip-link" href="#main"' in page
         assert not re.search(r"<[^>]*\s(style|onclick)=", page) and "<script>" not in page, path
     assert "&lt;b onclick=x&gt;" in client.get(f"/admin/sessions/{session.id}").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("trusted", [0, 1])
+def test_the_throttle_believes_x_forwarded_for_only_from_a_configured_proxy(tmp_path, trusted):
+    app = build_app(f"sqlite:///{tmp_path / 'proxy.db'}", RUNBOARD_LOGIN_LIMIT="2/minute",
+                    RUNBOARD_TRUSTED_PROXIES=str(trusted))
+    try:
+        app.extensions[CREDENTIALS_KEY].create_user(name=ADMIN, password=PASSWORD, is_admin=True)
+        client = app.test_client()
+
+        def attempt(address):
+            return client.post("/admin/login", data={"name": ADMIN, "password": "wrong-password"},
+                               headers={"X-Forwarded-For": address}).status_code
+        assert [attempt("203.0.113.1"), attempt("203.0.113.1")] == [401, 401]
+        # Behind a proxy, another client has its own count; without one, a forged header
+        # changes nothing: every request comes from the one peer address.
+        assert attempt("203.0.113.2") == (401 if trusted else 429)
+        assert attempt("203.0.113.1") == 429
+    finally:
+        close_repository(app)

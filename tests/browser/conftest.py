@@ -42,12 +42,8 @@ def server(tmp_path_factory):
                     env={"RUNBOARD_ADMIN_PASSWORD": PASSWORD, "RUNBOARD_SECRET_KEY": "browser-tests-secret-key-0123",
                          "RUNBOARD_STOP_GRACE": "5s"})
     server.migrate()
-    server.start()
-    try:
-        server.wait_ready()
+    with server.serving():
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

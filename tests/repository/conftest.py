@@ -97,3 +97,14 @@ def make_repo(backend, clock, request, tmp_path):
 @pytest.fixture
 def repo(make_repo):
     return make_repo()
+
+
+@pytest.fixture
+def credentials(backend, repo, clock):
+    """The credential store beside ``repo``: on a SQL store it shares its transactions."""
+    from repositories.credentials import MemoryCredentialStore
+    from repositories.sql.credentials import SqlCredentialStore
+
+    if backend == "memory":
+        return MemoryCredentialStore(clock=clock)
+    return SqlCredentialStore(repo.transactions, clock=clock)

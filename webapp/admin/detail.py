@@ -85,7 +85,7 @@ def session_summary(session_id):
     else:
         response = current_app.response_class(render_template("admin/_session_summary.html", view=view),
                                               mimetype="text/html")
-    response.headers.update({"ETag": view.etag, "Cache-Control": "no-cache, private"})
+    response.headers["ETag"] = view.etag
     return response
 
 

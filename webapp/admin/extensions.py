@@ -1,55 +1,40 @@
 """CSRF protection and the login throttle.
 
-The throttle is a moving window per client address from the ``limits`` library (the
-engine under Flask-Limiter), kept on the app rather than on a module-level object so that
-every app — and every test — counts its own attempts.  Behind a proxy, wrap the app in
-werkzeug's ProxyFix so ``remote_addr`` is the client's.
+The throttle counts attempts per client address in the credential store, so every
+gunicorn worker (and every host on one database) shares one count: a limit counted per
+process would let an address try ``workers × limit`` times.  Behind a proxy, wrap the app
+in werkzeug's ProxyFix so ``remote_addr`` is the client's.
 """
 from __future__ import annotations
 
-import threading
-import time
+import math
+from datetime import timedelta
 
 from flask import Flask, current_app, request
 from flask_wtf.csrf import CSRFProtect
 from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
+
+from ..store import get_credentials
 
 csrf = CSRFProtect()
 THROTTLE_KEY = "runboard.login_throttle"
-LOGIN_LIMIT = "10/minute"
-
-
-class LoginThrottle:
-    def __init__(self, limit: str = LOGIN_LIMIT):
-        self.item = parse(limit)
-        self._lock = threading.Lock()
-        self._limiter: MovingWindowRateLimiter | None = None
-
-    @property
-    def limiter(self) -> MovingWindowRateLimiter:
-        """Made on the first login attempt: the storage starts an expiry timer thread, which
-        CLI commands and most apps never need."""
-        with self._lock:
-            if self._limiter is None:
-                self._limiter = MovingWindowRateLimiter(MemoryStorage())
-            return self._limiter
-
-    def hit(self, client: str) -> None:
-        """Count one attempt; TooManyRequests (429 with Retry-After) once over the limit."""
-        limiter = self.limiter
-        if not limiter.hit(self.item, "login", client):
-            reset = limiter.get_window_stats(self.item, "login", client).reset_time
-            retry = TooManyRequests("too many login attempts; wait a minute and try again")
-            retry.retry_after = max(int(reset - time.time()) + 1, 1)
-            raise retry
+#: The column the address is counted under; IPv6 text is at most 45 characters.
+MAX_CLIENT = 64
 
 
 def install_throttle(app: Flask) -> None:
-    app.extensions[THROTTLE_KEY] = LoginThrottle(app.config.get("ADMIN_LOGIN_LIMIT", LOGIN_LIMIT))
+    """Read ``RUNBOARD_LOGIN_LIMIT`` ("10/minute", the ``limits`` notation) once."""
+    item = parse(app.config["RUNBOARD"].login_limit)
+    app.extensions[THROTTLE_KEY] = (item.amount, item.get_expiry())
 
 
 def throttle_login() -> None:
-    current_app.extensions[THROTTLE_KEY].hit(request.remote_addr or "unknown")
+    """Count one attempt; TooManyRequests (429 with Retry-After) once over the limit."""
+    limit, seconds = current_app.extensions[THROTTLE_KEY]
+    wait = get_credentials().count_login_attempt((request.remote_addr or "unknown")[:MAX_CLIENT], limit=limit,
+                                                 window=timedelta(seconds=seconds))
+    if wait is not None:
+        retry = TooManyRequests("too many login attempts; wait a minute and try again")
+        retry.retry_after = max(math.ceil(wait), 1)
+        raise retry

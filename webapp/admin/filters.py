@@ -9,6 +9,8 @@ import dataclasses
 from datetime import date, datetime, time, timedelta, timezone
 from urllib.parse import urlencode
 
+from repositories import validation as check
+from repositories.errors import ValidationError
 from repositories.states import TERMINAL_STATES
 from repositories.validation import KIND_RE, MAX_KIND, MAX_LABEL, MAX_OWNER
 
@@ -66,9 +68,12 @@ class HistoryFilters(SessionFilters):
         for name in ("from", "to"):
             raw = _text(args, name, 10)
             try:
-                dates.append(date.fromisoformat(raw) if raw else None)
+                dates.append(check.check_date(name, date.fromisoformat(raw)) if raw else None)
             except ValueError:
                 problems.append(f"{name}: a date such as 2026-01-31")
+                dates.append(None)
+            except ValidationError as exc:
+                problems.append(exc.message)
                 dates.append(None)
         return cls(base.owner, base.kind, base.q, tuple(problems), state, *dates)
 

@@ -61,7 +61,6 @@ def overview_fragment():
         response = current_app.response_class(render_template("admin/_overview_lists.html", view=view),
                                               mimetype="text/html")
     response.headers["ETag"] = view.etag
-    response.headers["Cache-Control"] = "no-cache, private"
     return response
 
 

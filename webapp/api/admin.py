@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 
+from repositories import validation as check
 from repositories.errors import ValidationError
 from repositories.records import iso, utcnow
 
@@ -60,4 +61,4 @@ def _parse_since(text: str | None) -> datetime | None:
         raise ValidationError("since", "must be an ISO-8601 time such as 2026-11-01T00:00:00Z") from None
     if moment.tzinfo is None:
         raise ValidationError("since", "must include a time zone, e.g. a trailing Z")
-    return moment
+    return check.check_time("since", moment)

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 import click
 from flask import current_app
 
-from repositories.errors import RunboardError
+from repositories import validation as check
+from repositories.errors import RunboardError, ValidationError
 from repositories.records import utcnow
 
 from ..settings import MAX_DURATION, parse_duration
@@ -74,7 +75,11 @@ class Since(click.ParamType):
         except ValueError:
             self.fail(f"{str(value)[:40]!r} is neither a duration (7d), a date (2026-11-01) "
                       "nor an ISO time (2026-11-01T09:00:00Z)", param, ctx)
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        try:
+            return check.check_time(param.name if param else "since",
+                                    moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+        except ValidationError as exc:
+            self.fail(exc.message, param, ctx)
 
 
 def show_duration(duration: timedelta) -> str:

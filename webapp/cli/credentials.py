@@ -13,7 +13,7 @@ from ..store import get_credentials
 from .common import domain_errors, needs_sql
 
 tokens = AppGroup("tokens", help="Create, list and revoke API tokens.")
-users = AppGroup("users", help="Create logins for the admin panel.")
+users = AppGroup("users", help="Create logins for the admin panel and change their passwords.")
 
 
 @tokens.command("create")
@@ -57,11 +57,26 @@ def revoke_token(token_id):
 def create_user(name, admin, password_stdin):
     """Create a login; the password comes from a prompt (or stdin) and is stored hashed."""
     needs_sql()
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     with domain_errors():
         user = get_credentials().create_user(name=name, password=password, is_admin=admin)
     click.echo(f"user {user.name} created{' (admin)' if user.is_admin else ''}")
+
+
+@users.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+def set_password(name, password_stdin):
+    """Change a login's password; every panel session it has open ends now."""
+    needs_sql()
+    password = _read_password(password_stdin)
+    with domain_errors():
+        user = get_credentials().set_password(name, password)
+    click.echo(f"password of {user.name} changed; its panel sessions are logged out")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
