@@ -9,8 +9,8 @@ import abc
 from datetime import timedelta
 from typing import Any, Iterable, Iterator
 
-from .errors import SessionNotFound
-from .records import (AppendResult, CleanupCounts, LogEntry, LogInput, LogPage, Page,
+from .errors import IdempotencyKeyInFlight, IdempotencyKeyReused, SessionNotFound
+from .records import (AppendResult, CleanupCounts, Replay, LogEntry, LogInput, LogPage, Page,
                       ProgressAck, Session, Snapshot, UsageRow, Worker)
 from .states import State
 
@@ -116,7 +116,26 @@ class SessionRepository(abc.ABC):
         """Remove whole terminal sessions (row and logs) finished before now − ``older_than``,
         only those in ``states`` when given (per-state retention).  Returns what was (or,
         with ``dry_run``, would be) removed.  Usage rollups survive.  Pending and running
-        sessions are never removed.  Raises ValidationError for a non-terminal state."""
+        sessions are never removed.  The idempotency keys of removed sessions go with them,
+        and expired keys too.  Raises ValidationError for a non-terminal state."""
+
+    # -- idempotent requests ------------------------------------------------------------------
+    @abc.abstractmethod
+    def claim_request(self, digest: str, fingerprint: str, *, ttl: timedelta) -> Replay | None:
+        """Claim the first request with this ``digest`` (a hash of token, method, path and
+        idempotency key): None means go ahead, and ``settle_request`` must follow.  A digest
+        already answered gives that answer back (Replay).  Raises IdempotencyKeyReused when
+        the earlier request had another ``fingerprint`` (body hash), IdempotencyKeyInFlight
+        while it has no answer yet.  An unsettled claim lapses after ``ttl`` (its request
+        died with its process), a settled one at the ``keep`` it was settled with.  Atomic:
+        of concurrent claims of one digest exactly one gets None."""
+
+    @abc.abstractmethod
+    def settle_request(self, digest: str, *, status: int | None, body: str | None = None,
+                       session_id: str | None = None, keep: timedelta | None = None) -> None:
+        """Keep the claimed request's answer for ``keep`` from now, tied to ``session_id``
+        (removed with it), or, with ``status`` None, forget the claim: a refused or failed
+        first request is not remembered, and its repeat runs anew."""
 
     # -- usage and workers -----------------------------------------------------------------
     @abc.abstractmethod
@@ -149,3 +168,13 @@ class SessionRepository(abc.ABC):
 
     def close(self) -> None:
         """Release connections; the default store holds none."""
+
+
+def replay_of(stored_fingerprint: str, status: int | None, body: str | None, fingerprint: str) -> Replay:
+    """What a repeat of a claimed request gets, on every store: its first answer, or the
+    refusal that says why not."""
+    if stored_fingerprint != fingerprint:
+        raise IdempotencyKeyReused()
+    if status is None:
+        raise IdempotencyKeyInFlight()
+    return Replay(status, body or "")

@@ -64,6 +64,24 @@ class LogLimitExceeded(RunboardError):
         self.stored, self.cap = stored, cap
 
 
+class IdempotencyKeyReused(RunboardError):
+    """The key was first used with another body (HTTP 422): the repeat is not the same request."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self):
+        super().__init__("Idempotency-Key: already used with a different body; use a new key for a new request")
+
+
+class IdempotencyKeyInFlight(RunboardError):
+    """The first request with this key is still being processed (HTTP 409); retry shortly."""
+
+    code = "idempotency_key_in_flight"
+
+    def __init__(self):
+        super().__init__("Idempotency-Key: the first request with this key is still in progress; retry shortly")
+
+
 class ConfigurationError(RunboardError):
     """Bad settings found at start-up; the message names the variable."""
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from . import validation as check
-from .base import DEFAULT_MAX_LOG_ENTRIES, SessionRepository
+from .base import DEFAULT_MAX_LOG_ENTRIES, SessionRepository, replay_of
 from .cursors import decode_cursor, encode_cursor
 from .errors import LogLimitExceeded, SessionNotFound
 from .merge import merge_patch, merge_progress
@@ -47,6 +47,7 @@ class MemorySessionRepository(SessionRepository):
         self._by_position: dict[int, str] = {}    # insertion order, oldest first
         self._next_position = 1
         self._logs: dict[str, list[LogEntry]] = {}
+        self._requests: dict[str, list] = {}      # digest -> [fingerprint, status, body, session_id, expires_at]
         self._usage: dict[tuple[str, str, str, datetime], list] = defaultdict(lambda: [0, 0, 0.0])
         self._workers: dict[str, Worker] = {}
         self._lease: tuple[str, datetime] | None = None        # scheduler lease: holder, expiry
@@ -242,7 +243,28 @@ class MemorySessionRepository(SessionRepository):
                 for session_id in doomed:
                     del self._sessions[session_id], self._logs[session_id]
                     del self._by_position[self._position.pop(session_id)]
+                gone = set(doomed)
+                now = self._clock()
+                self._requests = {d: r for d, r in self._requests.items() if r[3] not in gone and r[4] > now}
             return CleanupCounts(len(doomed), log_entries)
+
+    # -- idempotent requests -----------------------------------------------------------------
+    def claim_request(self, digest, fingerprint, *, ttl):
+        with self._lock:
+            now = self._clock()
+            entry = self._requests.get(digest)
+            if entry is None or entry[4] <= now:
+                self._requests[digest] = [fingerprint, None, None, None, now + ttl]
+                return None
+            return replay_of(entry[0], entry[1], entry[2], fingerprint)
+
+    def settle_request(self, digest, *, status, body=None, session_id=None, keep=None):
+        with self._lock:
+            if status is None:
+                self._requests.pop(digest, None)
+            elif digest in self._requests:
+                entry = self._requests[digest]
+                entry[1:5] = [status, body, session_id, self._clock() + keep if keep else entry[4]]
 
     # -- usage and workers -------------------------------------------------------------------------
     def usage(self, *, by, since=None, owner=None):
@@ -283,3 +305,4 @@ class MemorySessionRepository(SessionRepository):
     def list_workers(self):
         with self._lock:
             return sorted(self._workers.values(), key=lambda w: w.last_seen, reverse=True)
+

@@ -118,6 +118,13 @@ class AppendResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class Replay:
+    """The first answer to a request repeated with the same idempotency key."""
+    status: int
+    body: str
+
+
+@dataclasses.dataclass(frozen=True)
 class CleanupCounts:
     sessions: int
     log_entries: int

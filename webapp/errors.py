@@ -18,6 +18,8 @@ STATUS_BY_CODE = {
     "not_found": 404,
     "invalid_transition": 409,
     "log_limit_exceeded": 409,
+    "idempotency_key_in_flight": 409,
+    "idempotency_key_reused": 422,
 }
 
 

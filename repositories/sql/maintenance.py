@@ -16,6 +16,7 @@ from ..records import CleanupCounts, UsageRow, Worker
 from ..states import TERMINAL_STATES, State, check_move, cleanup_states
 from ..usage import BY_DAY, check_grouping, day_start, fold_days, hour_of
 from . import statements
+from .requests import EXPIRED as EXPIRED_REQUESTS, FORGET_SESSION
 from .rows import leases, logs, sessions, ticks, usage_daily, usage_rollups, workers
 from .statements import dialect_insert, move_counts
 
@@ -64,7 +65,7 @@ def expired_sessions(states: tuple[str, ...], dry_run: bool):
         expired = expired & or_(*(c.state == state for state in states))
     if dry_run:
         return select(func.count(), func.coalesce(func.sum(c.log_count), 0)).where(expired)
-    return (select(c.pk, c.state).where(expired).order_by(c.pk).limit(CLEANUP_BATCH)
+    return (select(c.pk, c.id, c.state).where(expired).order_by(c.pk).limit(CLEANUP_BATCH)
             .with_for_update(skip_locked=True))
 
 
@@ -119,11 +120,14 @@ class SqlMaintenance:
                 pks = [{"p_pk": r.pk} for r in rows]
                 tx.execute_many(DELETE_LOGS, pks)
                 removed_entries += tx.rowcount
+                tx.execute_many(FORGET_SESSION, [{"p_session_id": r.id} for r in rows])
                 tx.execute_many(DELETE_SESSION, pks)
                 move_counts(tx, {State(s): -n for s, n in Counter(r.state for r in rows).items()})
                 removed_sessions += len(rows)
             if self.name == "sqlite":
                 self._pause_after_batch(time.monotonic() - began)
+        with self._tx() as tx:
+            tx.execute(EXPIRED_REQUESTS, {"p_now": self._clock()})
         return CleanupCounts(removed_sessions, removed_entries)
 
     def claim_tick(self, job, tick, *, holder, lease):

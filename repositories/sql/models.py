@@ -261,6 +261,23 @@ class LoginThrottleRow(Base):
     window_start: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer)
 
+
+class IdempotencyKeyRow(Base):
+    """The first answer to a POST sent with an ``Idempotency-Key``, replayed to its repeats.
+
+    ``digest`` is the SHA-256 of the token, method, path and key (the key itself is the
+    caller's and is not kept); ``status`` is NULL while the first request is in flight."""
+
+    __tablename__ = "idempotency_keys"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    session_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
 def seed_state_counts(connection) -> None:
     """Insert the zero counter rows; called after CREATE TABLE and by the initial migration."""
     connection.execute(insert(StateCountRow.__table__),

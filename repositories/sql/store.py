@@ -27,12 +27,13 @@ from . import statements
 from .engine import Transactions, make_engine
 from .logs import SqlLogs
 from .maintenance import SqlMaintenance
+from .requests import SqlRequests
 from .models import Base
 from .rows import to_session
 from .statements import move_counts
 
 
-class SqlSessionRepository(SqlLogs, SqlMaintenance, SessionRepository):
+class SqlSessionRepository(SqlLogs, SqlMaintenance, SqlRequests, SessionRepository):
     def __init__(self, engine: Engine, *, max_log_entries: int = DEFAULT_MAX_LOG_ENTRIES,
                  clock: Callable[[], datetime] = utcnow, owns_engine: bool = False):
         self.transactions = Transactions(engine)

@@ -18,6 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 from repositories.errors import ValidationError
 from repositories.validation import UUID_RE
 
+from . import idempotency
 from .auth import EVERYONE, authenticate, require_role
 
 ONE_MIB = 1024 * 1024
@@ -93,7 +94,7 @@ def read_body(max_body: int) -> bytes:
 
 
 def parse_body(model, max_body: int, *, required: bool = True):
-    """The body validated into ``model``: 415 unless it is application/json, 400 naming the
+    """The body validated into ``model``, and its raw bytes: 415 unless it is application/json, 400 naming the
     field for anything the model does not take, 413 past ``max_body``.
 
     An optional body (``required=False``) may also be absent: no bytes at all, whatever the
@@ -104,10 +105,10 @@ def parse_body(model, max_body: int, *, required: bool = True):
     else:
         raw = read_body(max_body)
         if not raw:
-            return model()
+            return model(), raw
         _check_json_content()
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(raw), raw
     except pydantic.ValidationError as exc:
         if exc.errors()[0]["type"] == "json_invalid":
             raise ValidationError("body", "is not valid JSON") from None
@@ -160,8 +161,14 @@ def endpoint(blueprint: Blueprint, method: str, path: str, *, summary: str,
                 arguments["principal"] = principal
             if query is not None:
                 arguments["query"] = parse_query(query)
+            raw = b""
             if body is not None:
-                arguments["body"] = parse_body(body, max_body, required=body_required)
+                arguments["body"], raw = parse_body(body, max_body, required=body_required)
+            if method == "POST" and roles is not None:
+                key = idempotency.key_of(request)
+                if key is not None:
+                    return idempotency.once(arguments["principal"], key, raw, session_id,
+                                            lambda: view(**arguments))
             return view(**arguments)
 
         flask_path = re.sub(r"\{(\w+)\}", r"<\1>", path)

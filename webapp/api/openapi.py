@@ -11,8 +11,9 @@ from .endpoints import REGISTRY
 
 REASONS = {400: "Invalid input; the message names the field", 401: "Missing, unknown or revoked token",
            403: "The caller's role may not do this", 404: "No such session (or not yours)",
-           409: "Illegal state transition or log cap reached", 413: "Body too large",
-           415: "Body is not application/json"}
+           409: "Illegal state transition, log cap reached, or the Idempotency-Key's first request still running", 413: "Body too large",
+           415: "Body is not application/json",
+           422: "Idempotency-Key already used with a different body"}
 REF = "#/components/schemas/{model}"
 
 
@@ -69,6 +70,14 @@ def _operation(ep, schemas) -> dict:
         for name, schema in properties.items():
             operation["parameters"].append({"name": name, "in": "query", "required": name in required,
                                             "schema": schema})
+    if ep.method == "POST" and ep.roles is not None:
+        operation["parameters"].append({
+            "name": "Idempotency-Key", "in": "header", "required": False,
+            "description": "Repeats with this key (same token, method and path, within 24 hours) "
+                           "get the first answer back and change nothing",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"}})
+        operation["responses"].setdefault("409", _json_response(REASONS[409], "ErrorOut"))
+        operation["responses"]["422"] = _json_response(REASONS[422], "ErrorOut")
     if ep.body is not None:
         operation["requestBody"] = {"required": ep.body_required, "content": {
             "application/json": {"schema": {"$ref": REF.format(model=ep.body.__name__)}}}}

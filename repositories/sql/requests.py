@@ -1,0 +1,56 @@
+"""Idempotency keys on the SQL stores: one claim per digest, the first answer kept.
+
+The claim is an ``INSERT … ON CONFLICT DO NOTHING``: of concurrent claims exactly one
+inserts (PostgreSQL makes the others wait for its commit, SQLite's writer lock orders
+them), and every other one then reads the row that won.
+"""
+from __future__ import annotations
+
+from sqlalchemy import bindparam, delete, func, select, update
+
+from ..base import replay_of
+from .models import IdempotencyKeyRow
+from .statements import dialect_insert
+
+requests = IdempotencyKeyRow.__table__
+DROP_EXPIRED_CLAIM = delete(requests).where(requests.c.digest == bindparam("p_digest"),
+                                            requests.c.expires_at <= bindparam("p_now"))
+CLAIMED = select(requests.c.fingerprint, requests.c.status, requests.c.body).where(
+    requests.c.digest == bindparam("p_digest"))
+SETTLE = (update(requests).where(requests.c.digest == bindparam("p_digest"))
+          .values(status=bindparam("p_status"), body=bindparam("p_body"), session_id=bindparam("p_session_id"),
+                  expires_at=func.coalesce(bindparam("p_expires_at", type_=requests.c.expires_at.type),
+                                           requests.c.expires_at)))
+FORGET = delete(requests).where(requests.c.digest == bindparam("p_digest"))
+FORGET_SESSION = delete(requests).where(requests.c.session_id == bindparam("p_session_id"))
+EXPIRED = delete(requests).where(requests.c.expires_at <= bindparam("p_now"))
+
+
+def _claim(dialect: str):
+    values = {name: bindparam(name) for name in ("digest", "fingerprint", "created_at", "expires_at")}
+    return (dialect_insert(dialect, requests).values(status=None, body=None, session_id=None, **values)
+            .on_conflict_do_nothing(index_elements=["digest"]).returning(requests.c.digest))
+
+
+CLAIM = {name: _claim(name) for name in ("sqlite", "postgresql")}
+
+
+class SqlRequests:
+    def claim_request(self, digest, fingerprint, *, ttl):
+        with self._tx() as tx:
+            now = self._clock()
+            tx.execute(DROP_EXPIRED_CLAIM, {"p_digest": digest, "p_now": now})
+            if tx.first(CLAIM[self.name], {"digest": digest, "fingerprint": fingerprint, "created_at": now,
+                                            "expires_at": now + ttl}) is not None:
+                return None
+            row = tx.first(CLAIMED, {"p_digest": digest})
+        return replay_of(row.fingerprint, row.status, row.body, fingerprint)
+
+    def settle_request(self, digest, *, status, body=None, session_id=None, keep=None):
+        with self._tx() as tx:
+            if status is None:
+                tx.execute(FORGET, {"p_digest": digest})
+            else:
+                tx.execute(SETTLE, {"p_digest": digest, "p_status": status, "p_body": body,
+                                    "p_session_id": session_id,
+                                    "p_expires_at": self._clock() + keep if keep else None})
