@@ -162,6 +162,12 @@ def scenarios(server: Server, connections: int, rounds: int) -> dict[str, list[l
         "POST …/progress": [[build("POST", f"/api/v1/sessions/{i}/progress", TOKEN,
                                    {"progress": {"current": n, "total": 1000, "step": "simulate"}})
                              for n in range(50)] for i in ids],
+        # A new key on every request (what a retrying client sends), so none is a replay.
+        "POST …/progress + Idempotency-Key": Fresh(
+            [[build("POST", f"/api/v1/sessions/{i}/progress", TOKEN,
+                    {"progress": {"current": n, "total": 1000, "step": "simulate"}},
+                    headers={"Idempotency-Key": f"{turn}-{c}-{n}"}) for n in range(KEYED_PER_CONNECTION)]
+             for c, i in enumerate(ids)] for turn in range(rounds)),
         "POST …/logs (100)": [[build("POST", f"/api/v1/sessions/{i}/logs", TOKEN, batch)] for i in ids],
         "GET /sessions/{id}": [[build("GET", f"/api/v1/sessions/{i}", TOKEN)] for i in ids],
         "GET /admin/snapshot": [[build("GET", "/api/v1/admin/snapshot", TOKEN)]] * connections,
@@ -209,6 +215,10 @@ def implied_cap(ours: float, bare: float, floor: float) -> float:
     return 1 / (1 + ours * statement)
 
 
+#: Requests per connection and slice of the keyed progress figure (each key is used once).
+KEYED_PER_CONNECTION = 1000
+#: Keyed progress: share of unkeyed progress req/s in the same run (step 8).
+KEYED_SHARE = 0.8
 #: Share of /healthz; on PostgreSQL, progress is held to the one-UPDATE floor's cap instead.
 TARGETS = {"POST …/progress": 0.65, "GET /sessions/{id}": 0.65}
 #: State changes: share of POST …/progress req/s in the same run, and p99 at c = 8.
@@ -224,6 +234,9 @@ def verdicts(store: str, concurrency: int, name: str, result: dict, ratio: float
         ok = share >= STATE_CHANGE_SHARE and (concurrency != 8 or result["p99"] < STATE_CHANGE_P99_MS)
         p99 = f", p99 < {STATE_CHANGE_P99_MS} ms" if concurrency == 8 else ""
         return f"≥ {STATE_CHANGE_SHARE:.0%} of progress{p99}", f"{share:.0%} of progress {'PASS' if ok else 'FAIL'}"
+    if name == "POST …/progress + Idempotency-Key":
+        share = result["rps"] / results["POST …/progress"][0]["rps"]
+        return f"≥ {KEYED_SHARE:.0%} of progress", f"{share:.0%} of progress {'PASS' if share >= KEYED_SHARE else 'FAIL'}"
     target = TARGETS.get(name)
     if target is None or (store == "postgresql" and name == "POST …/progress"):
         return "", ""

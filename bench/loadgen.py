@@ -32,10 +32,11 @@ async def _connection(host, port, requests, deadline, latencies, errors):
         writer.close()
 
 
-def build_request(method: str, path: str, token: str | None = None, body=None) -> bytes:
+def build_request(method: str, path: str, token: str | None = None, body=None, *,
+                  headers: dict | None = None) -> bytes:
     data = b"" if body is None else json.dumps(body).encode()
     lines = [f"{method} {path} HTTP/1.1", "Host: bench", "Connection: keep-alive",
-             f"Content-Length: {len(data)}"]
+             f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
     if body is not None:
         lines.append("Content-Type: application/json")
     if token:
