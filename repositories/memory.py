@@ -158,13 +158,13 @@ class MemorySessionRepository(SessionRepository):
             return ProgressAck(session.state, session.stop_requested)
 
     def _check_rollups(self, key: tuple, tokens: int, cost: float) -> None:
-        """The SQL stores' cap on their hourly and daily rollup rows, on the hourly rows
-        kept here (the day's total summed from its hours).  Under the lock."""
-        hour = self._usage.get(key, (0, 0, 0.0))
-        check.check_rollup_totals(hour[1] + tokens, hour[2] + cost)
+        """The SQL stores' cap on their hourly and daily rollup rows.  Only hourly rows are
+        kept here, and a day's total (its 24 hours summed) bounds its hour's, so checking
+        the day checks both.  Under the lock."""
         midnight = key[3].replace(hour=0)
         day = [self._usage.get((*key[:3], midnight + timedelta(hours=h)), (0, 0, 0.0)) for h in range(24)]
-        check.check_rollup_totals(sum(r[1] for r in day) + tokens, sum(r[2] for r in day) + cost)
+        check.check_usage_totals(sum(r[1] for r in day) + tokens, sum(r[2] for r in day) + cost,
+                                 total=check.ACROSS_SESSIONS)
 
     def request_stop(self, session_id):
         with self._lock:

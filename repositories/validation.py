@@ -168,12 +168,17 @@ def check_usage(usage: dict[str, Any] | None) -> tuple[int, float]:
     return tokens, float(cost)
 
 
-def check_usage_totals(tokens: int, cost: float) -> None:
-    """Accumulated usage must stay within what every store's columns hold (64-bit integers)."""
+def check_usage_totals(tokens: int | float, cost: float, *, total: str = "the session's total") -> None:
+    """Accumulated usage — a session's, or a rollup's (one owner, kind and engine over an
+    hour or a day: ``total="the usage total across sessions"``) — stays within the totals'
+    cap, so no 64-bit column overflows and no sum of rollups a usage read makes does either."""
     if tokens > MAX_TOKENS_TOTAL:
-        raise ValidationError("usage.tokens", f"would take the session's total past {MAX_TOKENS_TOTAL}")
+        raise ValidationError("usage.tokens", f"would take {total} past {MAX_TOKENS_TOTAL}")
     if cost > MAX_COST_TOTAL:
-        raise ValidationError("usage.cost", f"would take the session's total past {MAX_COST_TOTAL:g}")
+        raise ValidationError("usage.cost", f"would take {total} past {MAX_COST_TOTAL:g}")
+
+
+ACROSS_SESSIONS = "the usage total across sessions"
 
 
 def check_log_batch(entries: Iterable[LogInput | dict[str, Any]]) -> list[LogInput]:
@@ -275,16 +280,6 @@ def check_date(field: str, day: date) -> date:
     if not EARLIEST_TIME.date() <= day <= LATEST_TIME.date():
         raise ValidationError(field, f"must be between {EARLIEST_TIME.date()} and {LATEST_TIME.date()}")
     return day
-
-
-def check_rollup_totals(tokens: int | float, cost: float) -> None:
-    """A usage rollup (one owner, kind and engine over an hour or a day: a total across
-    sessions) stays within the totals' cap, so no column overflows and no sum of them
-    that a usage read makes does either."""
-    if tokens > MAX_TOKENS_TOTAL:
-        raise ValidationError("usage.tokens", f"would take the usage total across sessions past {MAX_TOKENS_TOTAL}")
-    if cost > MAX_COST_TOTAL:
-        raise ValidationError("usage.cost", f"would take the usage total across sessions past {MAX_COST_TOTAL:g}")
 
 
 def check_limit(field: str, value: Any, low: int, high: int) -> int:

@@ -81,7 +81,7 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SqlRequests, SessionReposito
                   "p_tokens": tokens, "p_cost": cost}
         for statement, period in ((hourly, {"p_hour": hour_of(moment)}), (daily, {"p_day": day_start(moment)})):
             totals = tx.first(statement, {**values, **period})
-            check.check_rollup_totals(totals.tokens, totals.cost)     # raising rolls the report back
+            check.check_usage_totals(totals.tokens, totals.cost, total=check.ACROSS_SESSIONS)     # raising rolls the report back
 
     # -- sessions ----------------------------------------------------------------------------
     def create(self, *, kind, owner, label="", params=None, meta=None):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from repositories.merge import merge_patch, merge_progress
 from webapp import create_app
 from webapp.runner import RUNNER_KEY
 
@@ -42,3 +43,13 @@ def session_of(client, session_id):
 def finished(client, session_id):
     session = session_of(client, session_id)
     return session if session["state"] in ("completed", "failed", "stopped") else None
+
+
+def send_patch(context, call: str, patch: dict, meta: dict, progress: dict) -> tuple[dict, dict]:
+    """Send a ``meta`` or ``progress`` patch through ``context``; the (meta, progress) the
+    store must end with, by applying each patch in turn (RFC 7396, percent derived)."""
+    if call == "meta":
+        context.meta(**patch)
+        return merge_patch(meta, patch), progress
+    context.progress(**patch)
+    return meta, merge_progress(progress, patch)

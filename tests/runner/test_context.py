@@ -6,9 +6,9 @@ import threading
 
 from hypothesis import given, settings, strategies as st
 
-from runner_support import wait_for
+from runner_support import send_patch, wait_for
 from repositories.memory import MemorySessionRepository
-from repositories.merge import merge_patch, merge_progress
+from repositories.merge import merge_progress
 from webapp.runner.context import RunContext
 from webapp.runner.patches import PROGRESS_DERIVED, compose
 
@@ -189,14 +189,10 @@ def test_meta_and_progress_patches_store_what_applying_each_in_turn_gives(stored
     context = RunContext(repository, session_id, flush_interval=60)
     meta, progress = copy.deepcopy(stored), {}        # create() stores meta as given
     for call, patch in calls:
-        if call == "meta":
-            context.meta(**patch)
-            meta = merge_patch(meta, patch)
-        elif call == "progress":
-            context.progress(**patch)
-            progress = merge_progress(progress, patch)
-        else:
+        if call == "flush":
             context.flush()
+        else:
+            meta, progress = send_patch(context, call, patch, meta, progress)
     context.flush()
     session = repository.get(session_id)
     assert session.meta == meta

@@ -14,9 +14,8 @@ from hypothesis import given, settings, strategies as st
 from sqlalchemy.exc import OperationalError
 
 from job_support import Gate
-from runner_support import wait_for
+from runner_support import send_patch, wait_for
 from repositories.memory import MemorySessionRepository
-from repositories.merge import merge_patch, merge_progress
 from webapp.runner import KindRegistry, Runner
 from webapp.runner.context import RunContext
 
@@ -83,12 +82,8 @@ def test_writes_that_fail_are_sent_later_in_order_and_lose_nothing(calls):
     context = RunContext(repository, session_id, flush_interval=60)
     meta, progress, lines, tokens = {}, {}, [], 0
     for call, arg in calls:
-        if call == "meta":
-            context.meta(**arg)
-            meta = merge_patch(meta, arg)
-        elif call == "progress":
-            context.progress(**arg)
-            progress = merge_progress(progress, arg)
+        if call in ("meta", "progress"):
+            meta, progress = send_patch(context, call, arg, meta, progress)
         elif call == "log":
             lines.append(f"line {len(lines)}")
             context.log("info", lines[-1])

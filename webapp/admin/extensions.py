@@ -2,8 +2,8 @@
 
 The throttle counts attempts per client address in the credential store, so every
 gunicorn worker (and every host on one database) shares one count: a limit counted per
-process would let an address try ``workers × limit`` times.  Behind a proxy, wrap the app
-in werkzeug's ProxyFix so ``remote_addr`` is the client's.
+process would let an address try ``workers × limit`` times.  Behind a proxy, set
+``RUNBOARD_TRUSTED_PROXIES`` so ``remote_addr`` is the client's, not the proxy's.
 """
 from __future__ import annotations
 

@@ -168,7 +168,7 @@ def endpoint(blueprint: Blueprint, method: str, path: str, *, summary: str,
                 key = idempotency.key_of(request)
                 if key is not None:
                     return idempotency.once(arguments["principal"], key, raw, session_id,
-                                            lambda: view(**arguments))
+                                            lambda: view(**arguments), creates_session=path == "/sessions")
             return view(**arguments)
 
         flask_path = re.sub(r"\{(\w+)\}", r"<\1>", path)

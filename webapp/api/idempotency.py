@@ -46,8 +46,10 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def once(principal, key: str, raw: bytes, session_id: str | None, run: Callable):
-    """Run the view once per key; a repeat gets the first answer (``Idempotent-Replayed``)."""
+def once(principal, key: str, raw: bytes, session_id: str | None, run: Callable, *, creates_session: bool):
+    """Run the view once per key; a repeat gets the first answer (``Idempotent-Replayed``).
+    The kept answer goes with the session of the path, or with the one the answer is
+    (``creates_session``: ``POST /sessions``)."""
     repository = get_repository()
     digest = _digest(principal.token_id or "bootstrap-admin-token", request.method, request.path, key)
     replay = repository.claim_request(digest, hashlib.sha256(raw).hexdigest(), ttl=IN_FLIGHT)
@@ -63,18 +65,14 @@ def once(principal, key: str, raw: bytes, session_id: str | None, run: Callable)
     if 200 <= response.status_code < 300:
         body = response.get_data(as_text=True)
         repository.settle_request(digest, status=response.status_code, body=body, keep=KEEP,
-                                  session_id=session_key(session_id) if session_id else _created_session(body))
+                                  session_id=session_key(session_id) if session_id
+                                  else _created_session(body) if creates_session else None)
     else:
         repository.settle_request(digest, status=None)
     return response
 
 
 def _created_session(body: str) -> str | None:
-    """The id of a session the answer is (``POST /sessions``), so the key goes with it."""
-    try:
-        answer = loads(body)
-    except ValueError:
-        return None
-    if isinstance(answer, dict) and isinstance(answer.get("id"), str) and "state" in answer:
-        return answer["id"]
-    return None
+    """The id of the session a ``POST /sessions`` answer is."""
+    answer = loads(body)
+    return answer["id"] if isinstance(answer, dict) and isinstance(answer.get("id"), str) else None
