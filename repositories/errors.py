@@ -11,6 +11,10 @@ class RunboardError(Exception):
         super().__init__(message)
         self.message = message
 
+    def details(self) -> dict:
+        """Facts a client can act on, sent beside ``code`` and ``message`` in the error body."""
+        return {}
+
 
 class ValidationError(RunboardError):
     """Input that breaks a documented limit; ``field`` names the culprit."""
@@ -62,6 +66,10 @@ class LogLimitExceeded(RunboardError):
         )
         self.session_id = session_id
         self.stored, self.cap = stored, cap
+
+    def details(self) -> dict:
+        """How many entries are stored and the cap: a reporter fits its next batch to them."""
+        return {"stored": self.stored, "limit": self.cap}
 
 
 class IdempotencyKeyReused(RunboardError):

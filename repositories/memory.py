@@ -203,7 +203,7 @@ class MemorySessionRepository(SessionRepository):
                 raise LogLimitExceeded(session.id, len(stored), len(batch), self._max_log_entries)
             now = self._clock()
             first = len(stored) + 1
-            stored.extend(LogEntry(first + i, now, e.level, e.message, copy.deepcopy(e.fields))
+            stored.extend(LogEntry(first + i, now, e.level, e.message, copy.deepcopy(e.fields), e.at)
                           for i, e in enumerate(batch))
             session.log_count = len(stored)
             session.heartbeat_at = session.updated_at = now

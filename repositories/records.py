@@ -64,25 +64,37 @@ class Session:
 
 @dataclasses.dataclass(frozen=True)
 class LogEntry:
+    """``ts`` is when the server stored the entry; ``at`` when the event happened by the
+    reporter's clock (None when it sent none).  ``at`` comes last so positional
+    constructions written before it existed still mean the same."""
     seq: int
     ts: datetime
     level: str
     message: str
     fields: dict[str, Any]
+    at: datetime | None = None
+
+    @property
+    def shown_at(self) -> datetime:
+        """The time pages and downloads show: the event's own time where the reporter
+        gave one (a buffered or retried entry is stored late), else when it was stored."""
+        return self.at or self.ts
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "ts": iso(self.ts), "level": self.level,
+        return {"seq": self.seq, "ts": iso(self.ts), "at": iso(self.at), "level": self.level,
                 "message": self.message, "fields": self.fields}
 
 
 @dataclasses.dataclass(slots=True)
 class LogInput:
-    """One entry as a client sends it; the server adds ``seq`` and ``ts``.  Not frozen:
-    a frozen dataclass costs four times as much to build, and the store builds one per
-    entry of every batch."""
+    """One entry as a client sends it; the server adds ``seq`` and ``ts``.  ``at`` is the
+    reporter's time of the event (an aware datetime, stored in UTC), None when unknown.
+    Not frozen: a frozen dataclass costs four times as much to build, and the store builds
+    one per entry of every batch."""
     level: str
     message: str
     fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    at: datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)

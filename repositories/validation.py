@@ -7,6 +7,7 @@ rather than repeating the numbers.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from datetime import date, datetime, timezone
@@ -49,6 +50,8 @@ MAX_TOKEN_NAME = 128              # an API token's note
 #: session's, yet a zone, a day or an hour either way still makes a valid datetime.
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST_TIME = datetime(9000, 1, 1, tzinfo=timezone.utc)
+#: The earliest UTC year a log entry's ``at`` may name; the latest is datetime's own, 9999.
+EARLIEST_AT_YEAR = 2000
 
 
 _CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -191,9 +194,13 @@ def check_log_batch(entries: Iterable[LogInput | dict[str, Any]]) -> list[LogInp
     for index, entry in enumerate(entries):
         if type(entry) is dict and entry.keys() <= keys and "level" in entry and "message" in entry:
             fields = entry.get("fields")
-            entry = LogInput(entry["level"], entry["message"], {} if fields is None else fields)
+            entry = LogInput(entry["level"], entry["message"], {} if fields is None else fields, entry.get("at"))
         else:
             entry = _log_input(index, entry)
+        at = entry.at
+        if at is not None and not (isinstance(at, datetime) and at.tzinfo is timezone.utc
+                                   and at.year >= EARLIEST_AT_YEAR):
+            entry = dataclasses.replace(entry, at=_utc_at(index, at))
         message = entry.message
         if entry.level not in levels:
             raise ValidationError(f"entries[{index}].level", f"must be one of {', '.join(LOG_LEVELS)}")
@@ -221,7 +228,21 @@ def check_log_batch(entries: Iterable[LogInput | dict[str, Any]]) -> list[LogInp
     return batch
 
 
-_LOG_KEYS = frozenset({"level", "message", "fields"})
+_LOG_KEYS = frozenset({"level", "message", "fields", "at"})
+
+
+def _utc_at(index: int, at: Any) -> datetime:
+    """An entry's ``at`` in UTC: an aware datetime whose UTC year is 2000–9999."""
+    field = f"entries[{index}].at"
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+        raise ValidationError(field, "must be a time with a time zone (ISO-8601 with Z or an offset)")
+    try:
+        utc = at.astimezone(timezone.utc)
+    except OverflowError:                      # past 9999-12-31 once moved to UTC
+        utc = None
+    if utc is None or utc.year < EARLIEST_AT_YEAR:
+        raise ValidationError(field, f"must be between the years {EARLIEST_AT_YEAR} and 9999 (UTC)")
+    return utc
 
 
 def _log_input(index: int, entry: Any) -> LogInput:
@@ -229,14 +250,14 @@ def _log_input(index: int, entry: Any) -> LogInput:
         return entry
     if not isinstance(entry, dict):
         raise ValidationError(f"entries[{index}]", "must be an object with level and message")
-    unknown = set(entry) - {"level", "message", "fields"}
+    unknown = set(entry) - _LOG_KEYS
     if unknown:
         raise ValidationError(f"entries[{index}].{sorted(unknown)[0]}", "unknown field")
     if "level" not in entry or "message" not in entry:
         missing = "level" if "level" not in entry else "message"
         raise ValidationError(f"entries[{index}].{missing}", "is required")
     fields = entry.get("fields")
-    return LogInput(entry["level"], entry["message"], {} if fields is None else fields)
+    return LogInput(entry["level"], entry["message"], {} if fields is None else fields, entry.get("at"))
 
 
 def check_error(error: Any) -> None:

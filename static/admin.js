@@ -108,10 +108,11 @@
     row.dataset.testid = "log-row";
     row.dataset.seq = String(entry.seq);
     row.dataset.level = entry.level;
+    var shown = entry.at || entry.ts;     // the reporter's time of the event where it sent one
     var when = document.createElement("time");
-    when.dateTime = entry.ts;
-    when.dataset.utc = entry.ts;
-    when.textContent = showLocal() ? parseIso(entry.ts).toLocaleString() : entry.ts;
+    when.dateTime = shown;
+    when.dataset.utc = shown;
+    when.textContent = showLocal() ? parseIso(shown).toLocaleString() : shown;
     var cells = [when, entry.level.toUpperCase(), entry.message];
     cells.forEach(function (content, index) {
       var cell = row.insertCell();

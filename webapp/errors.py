@@ -23,11 +23,11 @@ STATUS_BY_CODE = {
 }
 
 
-def error_response(status: int, code: str, message: str):
+def error_response(status: int, code: str, message: str, details: dict | None = None):
     """JSON everywhere, except an HTML page for the admin panel's pages (under /admin)."""
     if request and (request.path == "/admin" or request.path.startswith("/admin/")):
         return render_template("admin/error.html", status=status, code=code, message=message), status
-    response = jsonify({"error": {"code": code, "message": message}})
+    response = jsonify({"error": {"code": code, "message": message, **(details or {})}})
     response.status_code = status
     return response
 
@@ -42,7 +42,7 @@ def register_error_handlers(app: Flask) -> None:
         status = STATUS_BY_CODE.get(exc.code)
         if status is None:          # a domain error nobody mapped is our bug, not the client's
             return unexpected_error(exc)
-        return error_response(status, exc.code, exc.message)
+        return error_response(status, exc.code, exc.message, exc.details())
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -10,5 +10,6 @@ def one_line(value) -> str:
 
 
 def log_line(entry: LogEntry) -> str:
-    """``<ts> <LEVEL> <message>``, the ts as stored (UTC ISO-8601, never regenerated)."""
-    return f"{iso(entry.ts)} {entry.level.upper()} {one_line(entry.message)}"
+    """``<time> <LEVEL> <message>``: the reporter's ``at`` where it sent one, else the
+    server's ``ts``, as stored (UTC ISO-8601, never regenerated)."""
+    return f"{iso(entry.shown_at)} {entry.level.upper()} {one_line(entry.message)}"

@@ -33,7 +33,7 @@ class SqlLogs:
             first = row.log_count + 1
             tx.execute_many(INSERT_LOG, [
                 {"session_pk": row.pk, "seq": seq, "ts": now, "level": e.level, "message": e.message,
-                 "fields": e.fields} for seq, e in enumerate(batch, start=first)])
+                 "fields": e.fields, "at": e.at} for seq, e in enumerate(batch, start=first)])
             last = row.log_count + len(batch)
             tx.execute(statements.LOGGED, {"p_pk": row.pk, "p_log_count": last, "p_now": now})
             return AppendResult(first, last)

@@ -120,6 +120,8 @@ class SessionRow(Base):
 
 class LogRow(Base):
     """Append-only log entries; (session_pk, seq) is both the key and the read order.
+    ``ts`` is when the server stored an entry, ``at`` the reporter's time of the event
+    (NULL when none was sent; added by migration 0010, hence last).
 
     No foreign key to ``sessions``: PostgreSQL checks one with a trigger per inserted row,
     which was more than half the cost of storing a 100-entry batch.  The store keeps the
@@ -135,6 +137,7 @@ class LogRow(Base):
     level: Mapped[str] = mapped_column(String(8))
     message: Mapped[str] = mapped_column(Text)
     fields: Mapped[dict] = mapped_column(Json)
+    at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class StateCountRow(Base):

@@ -16,7 +16,7 @@ leases = SchedulerLeaseRow.__table__
 ticks = SchedulerTickRow.__table__
 
 SESSION_COLUMNS = [c for c in sessions.c if c.name != "pk"]
-LOG_COLUMNS = [logs.c.seq, logs.c.ts, logs.c.level, logs.c.message, logs.c.fields]
+LOG_COLUMNS = [logs.c.seq, logs.c.ts, logs.c.level, logs.c.message, logs.c.fields, logs.c.at]
 
 
 def to_session(row) -> Session:
@@ -32,7 +32,7 @@ def to_session(row) -> Session:
 
 
 def to_log(row) -> LogEntry:
-    return LogEntry(row.seq, row.ts, row.level, row.message, row.fields)
+    return LogEntry(row.seq, row.ts, row.level, row.message, row.fields, row.at)
 
 
 def daily_from_hourly(dialect: str) -> str:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import html
 import json
+from datetime import datetime, timezone
 
 import pytest
 
 from admin_support import ADMIN, text
+from repositories.records import LogInput, iso
 from repositories.states import State
 
 
@@ -57,6 +59,20 @@ def test_the_log_fragment_returns_entries_after_a_seq(client, repo):
     assert client.get(f"/admin/sessions/{session.id}/logs?after=5").json["entries"] == []
     repo.append_logs(session.id, [{"level": "error", "message": "boom"}])
     assert [e["message"] for e in client.get(f"/admin/sessions/{session.id}/logs?after=5").json["entries"]] == ["boom"]
+
+
+def test_the_log_tail_shows_the_reporters_at_where_sent_and_the_stored_ts_otherwise(client, repo):
+    session = repo.start(repo.create(kind="batch", owner="ana").id)
+    at = datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    repo.append_logs(session.id, [LogInput("info", "buffered", at=at), LogInput("info", "live")])
+    stored = repo.read_logs(session.id).entries
+    page = client.get(f"/admin/sessions/{session.id}").get_data(as_text=True)
+    rows = page.split('data-testid="log-row"')[1:]
+    assert "2026-03-01T10:00:00.123456Z" in rows[0] and iso(stored[0].ts) not in rows[0]
+    assert iso(stored[1].ts) in rows[1]
+    polled = client.get(f"/admin/sessions/{session.id}/logs?after=0").json["entries"]
+    assert [(e["ts"], e["at"]) for e in polled] == [(iso(stored[0].ts), "2026-03-01T10:00:00.123456Z"),
+                                                    (iso(stored[1].ts), None)]
 
 
 def test_the_level_filter_keeps_that_level_and_above(client, repo):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from datetime import datetime, timezone
 
 import pytest
 
@@ -79,3 +80,17 @@ def test_download_states_a_finished_sessions_real_state(callers):
     text = callers.admin.get(f"/sessions/{session['id']}/logs/download").get_data(as_text=True)
     assert "# state: failed" in text
     assert callers.admin.get(f"/sessions/{session['id']}/logs/download?format=pdf").status_code == 400
+
+
+def test_downloads_show_the_reporters_at_where_sent_and_the_stored_ts_otherwise(app, callers):
+    session = callers.admin.post("/sessions", {"kind": "external.job"}).json
+    callers.admin.post(f"/sessions/{session['id']}/start")
+    at = datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    app.extensions["runboard"].append_logs(session["id"], [LogInput("info", "late", at=at), LogInput("error", "now")])
+    url = f"/sessions/{session['id']}/logs/download"
+    stored = callers.admin.get(f"/sessions/{session['id']}/logs").json["entries"]
+    lines = callers.admin.get(f"{url}?format=txt").get_data(as_text=True).partition("\n\n")[2].splitlines()
+    assert lines == ["2026-03-01T10:00:00.123456Z INFO late", f"{stored[1]['ts']} ERROR now"]
+    document = callers.admin.get(f"{url}?format=json").json
+    assert [(e["ts"], e["at"]) for e in document["entries"]] == [(stored[0]["ts"], "2026-03-01T10:00:00.123456Z"),
+                                                                 (stored[1]["ts"], None)]

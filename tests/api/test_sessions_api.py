@@ -196,6 +196,30 @@ def test_log_batches_are_refused_whole_naming_the_field(admin, body, field):
     assert admin.get(f"/sessions/{session['id']}").json["log_count"] == 0
 
 
+def test_logs_keep_the_reporters_at_in_utc_and_null_when_not_sent(admin):
+    session = running(admin)
+    url = f"/sessions/{session['id']}/logs"
+    assert admin.post(url, {"entries": [
+        {"level": "info", "message": "zulu", "at": "2026-03-01T10:00:00.123456Z"},
+        {"level": "info", "message": "east", "at": "2026-03-01T12:00:00.123456+02:00"},
+        {"level": "info", "message": "null", "at": None}, {"level": "info", "message": "absent"}]}).status_code == 201
+    entries = admin.get(url).json["entries"]
+    assert [e["at"] for e in entries] == ["2026-03-01T10:00:00.123456Z"] * 2 + [None, None]
+    assert all(e["ts"].endswith("Z") for e in entries)
+
+
+@pytest.mark.parametrize("at", ["2026-03-01T10:00:00", "yesterday", "2026-02-30T00:00:00Z", "1999-12-31T23:59:59Z",
+                                "2000-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00", 1772359200, ["2026"]])
+def test_a_naive_malformed_or_out_of_range_at_is_a_400_naming_it(admin, at):
+    session = running(admin)
+    url = f"/sessions/{session['id']}/logs"
+    response = admin.post(url, {"entries": [{"level": "info", "message": "m", "at": at},
+                                            {"level": "info", "message": "fine"}]})
+    assert response.status_code == 400 and error_code(response) == "validation_error"
+    assert response.json["error"]["message"].startswith("entries[0].at")
+    assert admin.get(url).json["entries"] == []
+
+
 def test_log_query_limits_are_enforced(admin):
     session = running(admin)
     assert admin.get(f"/sessions/{session['id']}/logs?limit=5001").status_code == 400

@@ -1,7 +1,7 @@
 """Contract: logs get gapless seq, server timestamps that never change, and hard caps."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -250,3 +250,38 @@ def test_one_large_batch_keeps_its_order_and_numbers(repo):
     stored = list(repo.iter_logs(session.id, batch_size=500))
     assert [e.seq for e in stored] == list(range(1, 1205))
     assert [e.message for e in stored[3:]] == [f"big {i}" for i in range(1201)]
+
+
+def test_the_reporters_at_round_trips_to_the_microsecond_and_is_none_when_absent(repo):
+    session = running(repo)
+    at = datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    east = datetime(2026, 3, 1, 12, 0, 0, 654321, tzinfo=timezone(timedelta(hours=2)))
+    repo.append_logs(session.id, [LogInput("info", "record", at=at), {"level": "info", "message": "dict", "at": east},
+                                  {"level": "info", "message": "none", "at": None}, {"level": "info", "message": "absent"}])
+    stored = repo.read_logs(session.id).entries
+    assert [e.at for e in stored] == [at, east, None, None]
+    assert stored[1].at.tzinfo is timezone.utc and stored[1].at.hour == 10     # kept in UTC
+    assert [e.shown_at for e in stored] == [at, east, stored[2].ts, stored[3].ts]
+    assert list(repo.iter_logs(session.id)) == stored
+
+
+def test_the_earliest_at_is_the_first_instant_of_2000_utc(repo):
+    session = running(repo)
+    earliest = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    repo.append_logs(session.id, [LogInput("info", "m", at=earliest)])
+    assert repo.read_logs(session.id).entries[0].at == earliest
+
+
+@pytest.mark.parametrize("at", [
+    datetime(2026, 3, 1, 10, 0),                                               # naive
+    datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
+    datetime(2000, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))),           # 1999 in UTC
+    datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1))),      # past 9999 in UTC
+    "2026-03-01T10:00:00Z",                                                    # text: the API parses it
+])
+def test_a_bad_at_refuses_the_whole_batch_naming_the_entry(repo, at):
+    session = running(repo)
+    with pytest.raises(ValidationError) as caught:
+        repo.append_logs(session.id, [{"level": "info", "message": "fine"}, {"level": "info", "message": "m", "at": at}])
+    assert caught.value.field == "entries[1].at"
+    assert repo.get(session.id).log_count == 0 and repo.read_logs(session.id).entries == []

@@ -98,7 +98,7 @@ def session_logs(session_id):
     page = get_repository().read_logs(session_id, after=int(raw), limit=POLL_LIMIT)
     keep = at_least(level_filter(request.args))
     session = get_repository().get(session_id)
-    return jsonify({"entries": [{"seq": e.seq, "ts": iso(e.ts), "level": e.level, "message": e.message}
+    return jsonify({"entries": [{"seq": e.seq, "ts": iso(e.ts), "at": iso(e.at), "level": e.level, "message": e.message}
                                 for e in page.entries if keep(e)],
                     "next_after": page.next_after, "state": session.state.value,
                     "more": len(page.entries) == POLL_LIMIT})

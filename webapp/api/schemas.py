@@ -3,12 +3,14 @@ document, so the two cannot drift apart."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from typing_extensions import NotRequired, TypedDict
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt,
-                      StrictStr)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt,
+                      StrictStr, WithJsonSchema)
+from pydantic_core import PydanticCustomError
 
 from repositories import validation as limits
 
@@ -35,6 +37,27 @@ def _integer_text(value: Any) -> Any:
 
 
 QueryInt = Annotated[int, BeforeValidator(_integer_text)]
+
+#: RFC 3339 (the profile of ISO-8601 JSON Schema calls date-time) with a zone: ``Z`` or a
+#: numeric offset.  Checked before parsing because ``fromisoformat`` also takes naive
+#: times, bare dates and ISO week dates.  Digits past microseconds are dropped.
+_ZONED_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})")
+
+
+def _zoned_time(text: str) -> datetime:
+    """An aware datetime; the store converts it to UTC and checks its year (2000–9999)."""
+    if _ZONED_TIME.fullmatch(text):
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:          # an impossible date or offset: 2026-02-30, +24:00
+            pass
+    raise PydanticCustomError("zoned_time", "must be an ISO-8601 time with Z or a UTC offset, "
+                                            "e.g. 2026-11-01T09:30:00.250000Z")
+
+
+DATE_TIME = WithJsonSchema({"type": "string", "format": "date-time"})
+ZonedTime = Annotated[StrictStr, AfterValidator(_zoned_time), DATE_TIME]
+TimeText = Annotated[str, DATE_TIME]                 # what responses carry: ``records.iso``
 
 
 class Query(BaseModel):
@@ -82,6 +105,7 @@ class LogEntryIn(TypedDict):
     level: LogLevel
     message: Annotated[StrictStr, Field(max_length=limits.MAX_MESSAGE_BYTES)]  # characters here, bytes in the store
     fields: NotRequired[JsonObject | None]
+    at: NotRequired[ZonedTime | None]          # when it happened, by the reporter's clock
 
 
 class LogBatch(Body):
@@ -176,7 +200,8 @@ class AppendOut(BaseModel):
 
 class LogEntryOut(BaseModel):
     seq: int
-    ts: str
+    ts: TimeText = Field(description="when the server stored the entry")
+    at: TimeText | None = Field(description="when it happened by the reporter's clock; null when not sent")
     level: LogLevel
     message: str
     fields: JsonObject
@@ -233,6 +258,9 @@ class Health(BaseModel):
 class ErrorDetail(BaseModel):
     code: str
     message: str
+    #: Sent with ``log_limit_exceeded``: entries stored and the session's cap.
+    stored: int | None = None
+    limit: int | None = None
 
 
 class ErrorOut(BaseModel):
