@@ -10,7 +10,7 @@ from runner_support import send_patch, wait_for
 from repositories.memory import MemorySessionRepository
 from repositories.merge import merge_progress
 from webapp.runner.context import RunContext
-from webapp.runner.patches import PROGRESS_DERIVED, compose
+from runboard.patches import PROGRESS_DERIVED, compose
 
 keys = st.sampled_from(["current", "total", "percent", "step", "nested", "other"])
 leaves = st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=3))

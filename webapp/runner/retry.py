@@ -9,9 +9,9 @@ later with a capped exponential backoff instead of failing the job.
 Trying again is safe only if the failed call stored nothing.  Every repository method is
 one transaction (``repositories.base``), and an error before COMMIT leaves nothing behind.
 An error *during* COMMIT — the connection lost after the server committed — is ambiguous:
-a log batch may then be stored twice, or ``start`` answer "already running".  Idempotency
-keys on writes (a later step) will close that gap; until then it is the one case where a
-retry can repeat a write.
+a log batch may then be stored twice, or ``start`` answer "already running".  The
+runner's own retries accept that case; the HTTP client closes it with an
+``Idempotency-Key`` on every request (see ``runboard.reporting``).
 """
 from __future__ import annotations
 
@@ -20,12 +20,10 @@ import time
 from typing import Callable, TypeVar
 
 from repositories.errors import RunboardError
+from runboard.backoff import Backoff
 
 log = logging.getLogger("runboard.runner")
 T = TypeVar("T")
-
-FIRST_DELAY = 0.1
-MAX_DELAY = 5.0
 
 
 def describe(exc: BaseException) -> str:
@@ -37,23 +35,6 @@ def describe(exc: BaseException) -> str:
 def is_store_failure(exc: BaseException) -> bool:
     """True for an error that says the store could not be reached, not that it refused."""
     return isinstance(exc, Exception) and not isinstance(exc, RunboardError)
-
-
-class Backoff:
-    """Delays between attempts: 0.1 s, doubling on each failure, at most 5 s."""
-
-    def __init__(self):
-        self.failures = 0
-
-    def failed(self) -> float:
-        """Count a failure; the delay before the next attempt."""
-        self.failures += 1
-        return min(FIRST_DELAY * 2 ** (self.failures - 1), MAX_DELAY)
-
-    def succeeded(self) -> int:
-        """Reset; the number of failures that came before this success."""
-        failures, self.failures = self.failures, 0
-        return failures
 
 
 def retrying(call: Callable[[], T], *, deadline: float, what: str) -> T:

@@ -1,0 +1,229 @@
+"""The ``runboard`` command: ``runboard run -- CMD…`` tracks any program, ``runboard sync``
+sends spooled reports.
+
+``run`` starts the program in its own process group (so a stop reaches its children too),
+echoes its output, and turns each stdout line into an ``info`` entry, each stderr line into
+a ``warning`` entry, and ``::progress {json}`` lines into progress reports.  A stop request
+sends SIGTERM to the group, SIGKILL after ``--grace``.  ``runboard`` exits with the
+program's own status (128 + the signal when it was killed), so it can stand in for the
+program in scripts and cron lines.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from . import spool
+from .client import Client
+from .http import HttpTransport
+
+PROGRESS_PREFIX = "::progress "
+KIND_CHARS = re.compile(r"[^a-z0-9_.-]+")
+MAX_KIND = 64
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def duration(text: str) -> float:
+    match = DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 10s, 500ms or 2m")
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def meta_item(text: str) -> tuple:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def default_kind(program: str) -> str:
+    """``cmd.<program name>``, normalised to the kind pattern ``[a-z0-9_.-]{1,64}``."""
+    name = KIND_CHARS.sub("_", Path(program).name.lower()).strip("_") or "program"
+    return f"cmd.{name}"[:MAX_KIND]
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="runboard", description="Track work as Runboard sessions.")
+    commands = top.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a program as a session",
+                              description="Run CMD as a Runboard session (RUNBOARD_URL, RUNBOARD_TOKEN).")
+    run.add_argument("--kind", help="the session's kind (default: cmd.<program name>)")
+    run.add_argument("--label", help="the session's label (default: the command line)")
+    run.add_argument("--meta", action="append", type=meta_item, default=[], metavar="KEY=VALUE",
+                     help="a meta field; VALUE is JSON when it parses as JSON (repeatable)")
+    run.add_argument("--grace", type=duration, default=10.0,
+                     help="after a stop's SIGTERM, wait this long before SIGKILL (default 10s)")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    sync = commands.add_parser("sync", help="send spooled reports",
+                               description="Send reports spooled by runs that could not reach the server.")
+    sync.add_argument("--spool", type=Path, help="the spool directory (default: RUNBOARD_SPOOL_DIR or "
+                                                 "~/.cache/runboard/spool)")
+    sync.add_argument("--url", help="send to this server instead of the one each file names")
+    sync.add_argument("--timeout", type=duration, default=60.0,
+                      help="give up on an unreachable server after this long (default 60s)")
+    return top
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        if args.command == "run":
+            cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+            if not cmd:
+                parser().error("run needs a command after --")
+            return run_command(cmd, kind=args.kind, label=args.label, meta=dict(args.meta), grace=args.grace)
+        return sync_spool(args.spool or spool.default_dir(), url=args.url, timeout=args.timeout)
+    except ValueError as exc:                  # RUNBOARD_URL or RUNBOARD_TOKEN missing
+        print(f"runboard: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_command(cmd: List[str], *, kind: Optional[str], label: Optional[str], meta: dict, grace: float) -> int:
+    client = Client()
+    run = client.track(kind or default_kind(cmd[0]), label=label if label is not None else shlex.join(cmd)[:256],
+                       meta=meta or None)
+    try:
+        process = subprocess.Popen(cmd, stdin=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+    except OSError as exc:
+        run.log("error", f"cannot run {cmd[0]}: {exc.strerror or exc}")
+        run.finish("failed", error=f"cannot run {cmd[0]}: {exc.strerror or exc}")
+        client.close()
+        print(f"runboard: cannot run {cmd[0]}: {exc.strerror or exc}", file=sys.stderr)
+        return 127
+    readers = [threading.Thread(target=_read, args=(process.stdout, sys.stdout, run, True), daemon=True),
+               threading.Thread(target=_read, args=(process.stderr, sys.stderr, run, False), daemon=True)]
+    for reader in readers:
+        reader.start()
+    forwarded = _forward_signals(process)
+    stopped = _wait(process, run, grace)
+    for reader in readers:
+        reader.join()
+    for number, previous in forwarded.items():
+        signal.signal(number, previous)
+    status = process.returncode
+    if stopped:
+        run.log("info", f"stopped: {_ended(status)}")
+        run.finish("stopped", result={"exit_code": status} if status >= 0 else None)
+    elif status == 0:
+        run.finish("completed", result={"exit_code": 0})
+    else:
+        run.finish("failed", error=_ended(status))
+    client.close()
+    return status if status >= 0 else 128 - status
+
+
+def _ended(status: int) -> str:
+    if status >= 0:
+        return f"exit code {status}"
+    try:
+        name = signal.Signals(-status).name
+    except ValueError:
+        name = f"signal {-status}"
+    return f"killed by {name}"
+
+
+def _read(stream, echo, run, is_stdout: bool) -> None:
+    """Each line read becomes an entry (or a progress report), in the order read."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        echo.write(line + "\n")
+        echo.flush()
+        if is_stdout and line.startswith(PROGRESS_PREFIX):
+            try:
+                fields = json.loads(line[len(PROGRESS_PREFIX):])
+            except ValueError:
+                fields = None
+            if isinstance(fields, dict):
+                run.progress(**fields)
+                continue
+        run.log("info" if is_stdout else "warning", line)
+    stream.close()
+
+
+def _forward_signals(process: subprocess.Popen) -> dict:
+    """SIGINT and SIGTERM to ``runboard`` go to the program's group: the program decides."""
+    def forward(number, _frame):
+        try:
+            os.killpg(process.pid, number)
+        except ProcessLookupError:
+            pass
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous[number] = signal.signal(number, forward)
+    return previous
+
+
+def _wait(process: subprocess.Popen, run, grace: float) -> bool:
+    """Wait for the program; on a stop request SIGTERM its group, SIGKILL after ``grace``.
+    True when it ended because of a stop."""
+    terminated_at, killed = None, False
+    while True:
+        try:
+            process.wait(timeout=0.1)
+            return terminated_at is not None
+        except subprocess.TimeoutExpired:
+            pass
+        if terminated_at is None and run.should_stop():
+            terminated_at = time.monotonic()
+            run.log("info", f"stop requested: sending SIGTERM, SIGKILL after {grace:g}s")
+            _signal_group(process, signal.SIGTERM)
+        elif terminated_at is not None and not killed and time.monotonic() - terminated_at >= grace:
+            run.log("warning", f"still running {grace:g}s after SIGTERM: sending SIGKILL")
+            _signal_group(process, signal.SIGKILL)
+            killed = True
+
+
+def _signal_group(process: subprocess.Popen, number: int) -> None:
+    try:
+        os.killpg(process.pid, number)
+    except ProcessLookupError:
+        pass
+
+
+def sync_spool(directory: Path, *, url: Optional[str], timeout: float) -> int:
+    """Send every spool file, oldest first; 0 when none is left, 1 otherwise."""
+    token = os.environ.get("RUNBOARD_TOKEN")
+    if not token:
+        raise ValueError("no token: set RUNBOARD_TOKEN to the token the spooled runs used")
+    paths = list(spool.files(directory))
+    if not paths:
+        print(f"nothing to send in {directory}")
+        return 0
+    left = 0
+    for path in paths:
+        try:
+            spooled = spool.read(path)
+        except (OSError, ValueError, KeyError, IndexError) as exc:
+            print(f"{path.name}: unreadable ({exc}); left in place", file=sys.stderr)
+            left += 1
+            continue
+        transport = HttpTransport(url or spooled.url, token)
+        try:
+            print(spool.send(spooled, transport, deadline=time.monotonic() + timeout))
+        finally:
+            transport.close()
+        left += path.exists()
+    return 1 if left else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
