@@ -90,6 +90,13 @@ def empty_postgres_url():
         yield url
 
 
+@pytest.fixture(scope="module")
+def module_postgres_url():
+    """URL of a database created for one test module, e.g. for a server its tests share."""
+    with _new_postgres_database("runboard_module") as url:
+        yield url
+
+
 @pytest.fixture
 def postgres_admin():
     """An autocommit connection to the server's admin database, e.g. to take a test's own

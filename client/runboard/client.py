@@ -108,15 +108,13 @@ class Run(Reporter):
         if error is not None:
             body["error"] = str(error)[:MAX_ERROR_CHARS]
         try:
-            deadline = time.monotonic() + self._client.flush_timeout
-            if self.final_flush(deadline):
-                if not self.abandoned:
-                    self.enqueue(Op("finish", body))
-                    if self.drain(deadline):
-                        return
-                else:
-                    return
-            self._spool()
+            delivered = self.final_flush(time.monotonic() + self._client.flush_timeout)
+            if self.abandoned:
+                return
+            self.enqueue(Op("finish", body))
+            # After a failed final flush, one more try (the deadline has passed) and the spool.
+            if not self.drain(time.monotonic() + (self._client.flush_timeout if delivered else 0.0)):
+                self._spool()
         finally:
             self._client._forget(self)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -29,6 +30,7 @@ from .client import Client
 from .http import HttpTransport
 
 PROGRESS_PREFIX = "::progress "
+KIND = re.compile(r"[a-z0-9_.-]{1,64}")
 KIND_CHARS = re.compile(r"[^a-z0-9_.-]+")
 MAX_KIND = 64
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -42,14 +44,55 @@ def duration(text: str) -> float:
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
+def kind_name(text: str) -> str:
+    """Refused here, a kind the server would refuse cannot abandon the run after the program started."""
+    if not KIND.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} does not match the kind pattern [a-z0-9_.-]{{1,64}}")
+    return text
+
+
 def meta_item(text: str) -> tuple:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    parsed = storable_json(value)
+    return key, value if parsed is None else parsed[0]
+
+
+def storable_json(text: str) -> Optional[tuple]:
+    """``(value,)`` when ``text`` is JSON every store keeps, else None.  Strict: the server
+    refuses NaN, Infinity, NUL and lone surrogates, and one refused report abandons the whole
+    run, so such text stays text.  Nesting deep enough to exhaust the parser's recursion is
+    just malformed, never a crash of the reader that drains the program's pipe."""
     try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
+        value = json.loads(text, parse_constant=_no_constant)
+        return (value,) if _storable(value) else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _storable(value) -> bool:
+    if isinstance(value, dict):
+        return all(_storable(key) and _storable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    if isinstance(value, float):
+        return math.isfinite(value)        # json.loads turns 1e999 into inf without a constant
+    if isinstance(value, str):
+        return "\x00" not in value and (value.isascii() or _is_utf8(value))
+    return True
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def default_kind(program: str) -> str:
@@ -63,7 +106,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a program as a session",
                               description="Run CMD as a Runboard session (RUNBOARD_URL, RUNBOARD_TOKEN).")
-    run.add_argument("--kind", help="the session's kind (default: cmd.<program name>)")
+    run.add_argument("--kind", type=kind_name, help="the session's kind (default: cmd.<program name>)")
     run.add_argument("--label", help="the session's label (default: the command line)")
     run.add_argument("--meta", action="append", type=meta_item, default=[], metavar="KEY=VALUE",
                      help="a meta field; VALUE is JSON when it parses as JSON (repeatable)")
@@ -141,21 +184,31 @@ def _ended(status: int) -> str:
 
 
 def _read(stream, echo, run, is_stdout: bool) -> None:
-    """Each line read becomes an entry (or a progress report), in the order read."""
+    """Each line read becomes an entry (or a progress report), in the order read.  Nothing
+    here may end the loop early: a reader that stops draining its pipe blocks the program."""
     for raw in iter(stream.readline, b""):
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        echo.write(line + "\n")
-        echo.flush()
+        _echo(echo, raw)
+        line = raw.decode("utf-8", "replace").rstrip("\r\n").replace("\x00", "\ufffd")
         if is_stdout and line.startswith(PROGRESS_PREFIX):
-            try:
-                fields = json.loads(line[len(PROGRESS_PREFIX):])
-            except ValueError:
-                fields = None
-            if isinstance(fields, dict):
-                run.progress(**fields)
+            parsed = storable_json(line[len(PROGRESS_PREFIX):])
+            if parsed is not None and isinstance(parsed[0], dict):
+                run.progress(**parsed[0])
                 continue
         run.log("info" if is_stdout else "warning", line)
     stream.close()
+
+
+def _echo(echo, raw: bytes) -> None:
+    """The program's bytes as it wrote them (no re-encoding that a locale could refuse).
+    When our own output is gone (``runboard run … | head``), point it at /dev/null, as the
+    Python docs advise for a broken pipe, so this and the exit-time flush stay quiet."""
+    try:
+        echo.buffer.write(raw)
+        echo.buffer.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, echo.fileno())
+        os.close(devnull)
 
 
 def _forward_signals(process: subprocess.Popen) -> dict:
@@ -174,7 +227,8 @@ def _forward_signals(process: subprocess.Popen) -> dict:
 
 def _wait(process: subprocess.Popen, run, grace: float) -> bool:
     """Wait for the program; on a stop request SIGTERM its group, SIGKILL after ``grace``.
-    True when it ended because of a stop."""
+    True when it ended because of a stop.  A report the server refused abandons the run
+    (``run.rejection``) and raises the stop flag too, but that is no stop: the program goes on."""
     terminated_at, killed = None, False
     while True:
         try:
@@ -182,7 +236,7 @@ def _wait(process: subprocess.Popen, run, grace: float) -> bool:
             return terminated_at is not None
         except subprocess.TimeoutExpired:
             pass
-        if terminated_at is None and run.should_stop():
+        if terminated_at is None and run.should_stop() and run.rejection is None:
             terminated_at = time.monotonic()
             run.log("info", f"stop requested: sending SIGTERM, SIGKILL after {grace:g}s")
             _signal_group(process, signal.SIGTERM)

@@ -1,3 +1,5 @@
+"""Client fixtures: one real gunicorn per store and test module (tests tell their
+sessions apart by kind), a worker token, and a virtualenv with only ``client/``."""
 import pytest
 
 from client_support import make_venv, worker_token
@@ -10,20 +12,17 @@ def client_python(tmp_path_factory):
     return make_venv(tmp_path_factory.mktemp("client-venv") / "venv")
 
 
-def _server(request, tmp_path, name: str, **options):
-    url = (f"sqlite:///{tmp_path / 'runboard.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("empty_postgres_url"))
-    return Server(url, tmp_path, name, workers=2, **options)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def server(request, tmp_path):
-    server = _server(request, tmp_path, "client")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp(f"client-{request.param}")
+    url = (f"sqlite:///{workdir / 'runboard.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("module_postgres_url"))
+    server = Server(url, workdir, "client", workers=2)
     server.migrate()
     with server.serving():
         yield server
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def token(server):
     return worker_token(server)

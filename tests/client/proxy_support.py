@@ -48,7 +48,7 @@ class FaultProxy:
         """Stop listening and cut every open connection: connects are refused now."""
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.close()
+            _close(listener)                    # shutdown wakes the accept() blocked on it
         self.cut()
 
     def cut(self) -> None:
