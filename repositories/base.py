@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import abc
 from datetime import timedelta
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, ContextManager, Iterable, Iterator
 
 from .errors import IdempotencyKeyInFlight, IdempotencyKeyReused, SessionNotFound
-from .records import (AppendResult, CleanupCounts, Replay, LogEntry, LogInput, LogPage, Page,
+from .records import (AppendResult, Claim, CleanupCounts, Replay, LogEntry, LogInput, LogPage, Page,
                       ProgressAck, Session, Snapshot, UsageRow, Worker)
 from .states import State
 
@@ -121,21 +121,24 @@ class SessionRepository(abc.ABC):
 
     # -- idempotent requests ------------------------------------------------------------------
     @abc.abstractmethod
-    def claim_request(self, digest: str, fingerprint: str, *, ttl: timedelta) -> Replay | None:
-        """Claim the first request with this ``digest`` (a hash of token, method, path and
-        idempotency key): None means go ahead, and ``settle_request`` must follow.  A digest
-        already answered gives that answer back (Replay).  Raises IdempotencyKeyReused when
-        the earlier request had another ``fingerprint`` (body hash), IdempotencyKeyInFlight
-        while it has no answer yet.  An unsettled claim lapses after ``ttl`` (its request
-        died with its process), a settled one at the ``keep`` it was settled with.  Atomic:
-        of concurrent claims of one digest exactly one gets None."""
+    def once(self, digest: str, fingerprint: str, *, keep: timedelta) -> ContextManager[Claim]:
+        """Run a request at most once per ``digest`` (a hash of token, method, path and
+        idempotency key): ``with repo.once(...) as claim:`` gives ``claim.replay``, the
+        first answer, when the digest was answered before — raising IdempotencyKeyReused
+        when that request had another ``fingerprint`` (body hash) — and otherwise lets the
+        block run the request and ``claim.settle(status, body, session_id)`` its answer,
+        kept for ``keep`` and removed with ``session_id``'s session.  A block that raises,
+        or ends unsettled, leaves nothing remembered: its repeat runs anew.
 
-    @abc.abstractmethod
-    def settle_request(self, digest: str, *, status: int | None, body: str | None = None,
-                       session_id: str | None = None, keep: timedelta | None = None) -> None:
-        """Keep the claimed request's answer for ``keep`` from now, tied to ``session_id``
-        (removed with it), or, with ``status`` None, forget the claim: a refused or failed
-        first request is not remembered, and its repeat runs anew."""
+        On the SQL stores the block's own store calls join one transaction with the
+        claim, so the work and its kept answer commit together or not at all; a repeat
+        arriving meanwhile waits for that commit and replays it.  The memory store keeps
+        the claim from the start and answers such a repeat IdempotencyKeyInFlight."""
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once what this thread's ``once`` block wrote is committed (at
+        once outside one): a job queued for another thread must find its session."""
+        action()
 
     # -- usage and workers -----------------------------------------------------------------
     @abc.abstractmethod

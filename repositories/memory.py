@@ -6,6 +6,7 @@ lock is not re-entrant).  Records handed out are copies.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import threading
@@ -19,7 +20,7 @@ from .base import DEFAULT_MAX_LOG_ENTRIES, SessionRepository, replay_of
 from .cursors import decode_cursor, encode_cursor
 from .errors import LogLimitExceeded, SessionNotFound
 from .merge import merge_patch, merge_progress
-from .records import (AppendResult, CleanupCounts, LogEntry, LogPage, Page, ProgressAck, Session,
+from .records import (AppendResult, Claim, CleanupCounts, LogEntry, LogPage, Page, ProgressAck, Session,
                       Snapshot, Worker, utcnow)
 from .states import (State, check_move, check_reportable, cleanup_states, parse_terminal_state,
                      wanted_states,
@@ -249,22 +250,32 @@ class MemorySessionRepository(SessionRepository):
             return CleanupCounts(len(doomed), log_entries)
 
     # -- idempotent requests -----------------------------------------------------------------
-    def claim_request(self, digest, fingerprint, *, ttl):
+    @contextlib.contextmanager
+    def once(self, digest, fingerprint, *, keep):
+        """The claim is taken under the lock and the answer kept under it again; between
+        them the request runs (taking the lock for its own calls), and a repeat meanwhile
+        is IdempotencyKeyInFlight."""
         with self._lock:
             now = self._clock()
             entry = self._requests.get(digest)
-            if entry is None or entry[4] <= now:
-                self._requests[digest] = [fingerprint, None, None, None, now + ttl]
-                return None
-            return replay_of(entry[0], entry[1], entry[2], fingerprint)
-
-    def settle_request(self, digest, *, status, body=None, session_id=None, keep=None):
-        with self._lock:
-            if status is None:
-                self._requests.pop(digest, None)
-            elif digest in self._requests:
-                entry = self._requests[digest]
-                entry[1:5] = [status, body, session_id, self._clock() + keep if keep else entry[4]]
+            if entry is not None and entry[4] > now:
+                replay = replay_of(entry[0], entry[1], entry[2], fingerprint)
+            else:
+                replay = None
+                self._requests[digest] = [fingerprint, None, None, None, now + keep]
+        if replay is not None:
+            yield Claim(replay)
+            return
+        claim = Claim()
+        try:
+            yield claim
+        finally:
+            with self._lock:
+                if claim.answer is None:
+                    self._requests.pop(digest, None)
+                else:
+                    status, body, session_id = claim.answer
+                    self._requests[digest] = [fingerprint, status, body, session_id, self._clock() + keep]
 
     # -- usage and workers -------------------------------------------------------------------------
     def usage(self, *, by, since=None, owner=None):

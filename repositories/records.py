@@ -136,6 +136,18 @@ class Replay:
     body: str
 
 
+class Claim:
+    """What ``once`` yields: the first answer (``replay``) to a repeat, or else the right
+    to run the request and ``settle`` its answer."""
+
+    def __init__(self, replay: Replay | None = None):
+        self.replay = replay
+        self.answer: tuple[int, str, str | None] | None = None
+
+    def settle(self, status: int, body: str, session_id: str | None = None) -> None:
+        self.answer = (status, body, session_id)
+
+
 @dataclasses.dataclass(frozen=True)
 class CleanupCounts:
     sessions: int

@@ -27,8 +27,10 @@ def start_registered_run(kind_name: str, *, owner: str, label: str = "", params:
     if kind is None:
         raise ValidationError("kind", f"unknown kind; registered kinds: {', '.join(get_kinds().names()) or 'none'}")
     validated = get_runner().validate(kind, params)
-    session = get_repository().create(kind=kind_name, owner=owner, label=label, params=params, meta=meta)
-    get_runner().submit(session.id, kind, validated)
+    repository, runner = get_repository(), get_runner()
+    session = repository.create(kind=kind_name, owner=owner, label=label, params=params, meta=meta)
+    # Under an Idempotency-Key the creation commits with the kept answer, after this returns.
+    repository.after_commit(lambda: runner.submit(session.id, kind, validated))
     return session
 
 
@@ -42,7 +44,8 @@ def stop_session(session_id: str, *, who: str, role: str) -> Session:
     progress report).  Raises SessionNotFound, and InvalidTransition for a finished session."""
     _record_stop_request(session_id, who, role)
     session = get_repository().request_stop(session_id)
-    get_runner().notify_stop(session.id)
+    runner = get_runner()
+    get_repository().after_commit(lambda: runner.notify_stop(session.id))
     return session
 
 

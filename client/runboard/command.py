@@ -227,8 +227,8 @@ def _forward_signals(process: subprocess.Popen) -> dict:
 
 def _wait(process: subprocess.Popen, run, grace: float) -> bool:
     """Wait for the program; on a stop request SIGTERM its group, SIGKILL after ``grace``.
-    True when it ended because of a stop.  A report the server refused abandons the run
-    (``run.rejection``) and raises the stop flag too, but that is no stop: the program goes on."""
+    True when it ended because of a stop.  (A report the server refused ends the run's
+    reporting, not the program: it raises no stop flag.)"""
     terminated_at, killed = None, False
     while True:
         try:
@@ -236,7 +236,7 @@ def _wait(process: subprocess.Popen, run, grace: float) -> bool:
             return terminated_at is not None
         except subprocess.TimeoutExpired:
             pass
-        if terminated_at is None and run.should_stop() and run.rejection is None:
+        if terminated_at is None and run.should_stop():
             terminated_at = time.monotonic()
             run.log("info", f"stop requested: sending SIGTERM, SIGKILL after {grace:g}s")
             _signal_group(process, signal.SIGTERM)

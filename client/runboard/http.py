@@ -13,13 +13,12 @@ session's log cap, and ``Rejected`` for everything retrying cannot change.
 from __future__ import annotations
 
 import email.utils
-import json
-import math
 import time
 from datetime import datetime, timezone
 from typing import Any, Optional
 
 import httpx
+import orjson
 
 from . import __version__
 from .reporting import LogsFull, Op, Rejected, RetryLater, SessionGone, Transport
@@ -33,47 +32,65 @@ PATHS = {
 }
 
 
-def iso_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def _jsonable(value: Any) -> Any:
-    """What ``json`` cannot encode is sent as its ``repr``: a report is never refused
-    for a field the job could not have known was unserialisable."""
+    """What JSON cannot carry is sent as its ``repr``: a report is never refused for a
+    field the job could not have known was unserialisable."""
     return repr(value)
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
+def _within_64_bits(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
+        return str(value)
     if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {k: _within_64_bits(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [_within_64_bits(v) for v in value]
     return value
 
 
 def encode(body: Any) -> bytes:
-    """Compact JSON; NaN and infinities (which JSON has not) become strings."""
+    """Compact JSON, by orjson: the sender encodes every entry while the job runs, on the
+    job's GIL, and the standard library's encoder took six times as long (see
+    docs/benchmarks.md).  NaN and infinities become null (JSON has neither), integers
+    past 64 bits their decimal text."""
     try:
-        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_jsonable)
-    except ValueError:
-        text = json.dumps(_finite(body), separators=(",", ":"), ensure_ascii=False, default=_jsonable)
-    return text.encode("utf-8")
+        return orjson.dumps(body, default=_jsonable, option=OPTIONS)
+    except TypeError:                          # orjson.JSONEncodeError: an integer past 64 bits
+        return orjson.dumps(_within_64_bits(body), default=_jsonable, option=OPTIONS)
 
 
-def entry_body(entry: tuple) -> dict:
-    level, message, fields, at = entry
-    body = {"level": level, "message": message, "at": iso_time(at)}
-    if fields:
-        body["fields"] = fields
-    return body
+_second = (-1, "")                             # the last whole second formatted, and its text
+
+
+def iso_time(epoch: float) -> str:
+    """UTC ISO-8601 with microseconds and ``Z``; the date and time of day are formatted
+    once per second, not once per entry."""
+    global _second
+    whole = int(epoch)
+    micros = int((epoch - whole) * 1e6)
+    second, text = _second
+    if whole != second:
+        text = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (whole, text)
+    return "%s.%06dZ" % (text, micros)
+
+
+def stamped(entries: list) -> list:
+    """The entries with ``at`` as text (in place: a batch sent again is already)."""
+    for entry in entries:
+        at = entry["at"]
+        if type(at) is float:
+            entry["at"] = iso_time(at)
+    return entries
 
 
 def body_of(op: Op) -> Any:
     """The JSON document an op sends."""
     if op.kind == "logs":
-        return {"entries": [entry_body(entry) for entry in op.payload]}
+        return {"entries": stamped(op.payload)}
     if op.kind == "report":
         return {key: value for key, value in op.payload.items() if value is not None}
     return op.payload

@@ -21,8 +21,9 @@ def compose(pending: dict, patch: dict, *, derived: tuple[str, ...] = ()) -> boo
     ``derived`` names top-level keys the store computes for a patch that omits them: a
     pending patch that sets one cannot absorb a patch that omits it, because the store
     would derive the key again after the second report but not after the composed one."""
-    if any(key in pending and key not in patch for key in derived):
-        return False
+    for key in derived:
+        if key in pending and key not in patch:
+            return False
     if not _composable(pending, patch):
         return False
     _fold(pending, patch)
@@ -42,10 +43,17 @@ def _composable(pending: dict, patch: dict) -> bool:
 
 def _fold(pending: dict, patch: dict) -> None:
     for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(pending.get(key), dict):
+        if type(value) in _SCALARS:
+            pending[key] = value
+        elif isinstance(value, dict) and isinstance(pending.get(key), dict):
             _fold(pending[key], value)
         else:
             pending[key] = copy.deepcopy(value)
+
+
+#: Values that need no copy: a report is called in a job's hot loop, and a deep copy of
+#: a number is most of what folding it costs.
+_SCALARS = frozenset({int, float, str, bool, type(None)})
 
 
 class PatchQueue:
@@ -53,26 +61,27 @@ class PatchQueue:
 
     Not thread-safe: the context guards it with its own lock."""
 
+    __slots__ = ("_derived", "_patches", "count")
+
     def __init__(self, *, derived: tuple[str, ...] = ()):
         self._derived = derived
         self._patches: list[dict] = []
+        self.count = 0                         # len(self), read on every call of a hot loop
 
     def __len__(self) -> int:
-        return len(self._patches)
+        return self.count
 
-    def add(self, patch: dict) -> None:
-        """Queue ``patch`` after everything pending, composed into the newest when possible."""
+    def add(self, patch: dict) -> int:
+        """Queue ``patch`` after everything pending, composed into the newest when
+        possible; the number of patches now pending."""
         if not (self._patches and compose(self._patches[-1], patch, derived=self._derived)):
-            self._patches.append(copy.deepcopy(patch))
+            fresh: dict = {}
+            _fold(fresh, patch)
+            self._patches.append(fresh)
+            self.count += 1
+        return self.count
 
     def take(self) -> list[dict]:
         """Hand every pending patch to a writer, oldest first, and start empty."""
-        patches, self._patches = self._patches, []
+        patches, self._patches, self.count = self._patches, [], 0
         return patches
-
-    def put_back(self, unsent: list[dict]) -> None:
-        """Return patches a failed write did not send: they were taken before everything
-        queued since, so they go first and the newer patches are composed onto them."""
-        newer, self._patches = self._patches, list(unsent)
-        for patch in newer:
-            self.add(patch)

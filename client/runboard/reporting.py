@@ -41,6 +41,8 @@ LOG_BATCH = 1000
 #: Patches that could not be composed and wait, beyond which ``progress()`` and ``meta()``
 #: block like a full log buffer.
 MAX_QUEUED_PATCHES = 100
+#: A log message's limit, in bytes of UTF-8.
+MAX_MESSAGE_BYTES = 8 * 1024
 #: Log levels the server takes.
 LEVELS = ("debug", "info", "warning", "error")
 
@@ -82,6 +84,17 @@ class Op:
         self.key = key or uuid.uuid4().hex
         self.tried = False       # attempted once: its content may no longer change
         self.wire: Any = None    # the transport's encoded form, kept for byte-identical retries
+
+
+def fit_message(message: str) -> str:
+    """Cut a message (a long traceback, say) to the server's 8 KiB of UTF-8 instead of
+    losing it; a message of up to 2,048 characters fits whatever they are."""
+    if len(message) <= MAX_MESSAGE_BYTES // 4:
+        return message
+    raw = message.encode("utf-8", "surrogatepass")
+    if len(raw) <= MAX_MESSAGE_BYTES:
+        return message
+    return raw[:MAX_MESSAGE_BYTES - 4].decode("utf-8", "ignore") + " …"
 
 
 def refused_note(refused: int, cap: int) -> str:
@@ -138,6 +151,7 @@ class Reporter:
         self.abandoned = False                 # the server no longer takes reports from us
         self.refused_logs = 0                  # entries the session's cap did not take
         self.rejection: Optional[str] = None   # why the server refused for good, if it did
+        self.stop_news_at = time.monotonic()   # when the stop flag was last read (report answers carry it)
 
     # -- hooks -----------------------------------------------------------------------
     def make_entry(self, level: str, message: str, fields: dict) -> Any:
@@ -158,20 +172,35 @@ class Reporter:
         self.check_patch("meta", fields)
         self._queue(self._meta, fields)
 
+    # ``_queue`` and ``log`` run in a job's hot loop: one lock, the room check and the
+    # due check inline (see docs/benchmarks.md, "What a job pays per call").
     def _queue(self, patches: PatchQueue, fields: dict) -> None:
-        self._make_room()
-        with self._lock:
-            patches.add(fields)
-            behind = len(patches) > 1          # not composable: send the older patch now
-        self._flush_if_due(now=behind)
+        if self.abandoned:
+            return                             # nobody takes it any more: keep no buffer
+        while True:
+            with self._lock:
+                if self._has_room():
+                    behind = patches.add(fields) > 1   # not composable: send the older patch now
+                    break
+            self._make_room()
+        moment = time.monotonic()
+        if moment >= self._retry_at and (behind or moment - self._last_flush >= self._flush_interval):
+            self._wake()
 
     def log(self, level: str, message: str, **fields: Any) -> None:
         entry = self.make_entry(level, message, fields)
-        self._make_room()
-        with self._lock:
-            self._logs.append(entry)
-            full = len(self._logs) >= LOG_BATCH
-        self._flush_if_due(now=full)
+        if self.abandoned:
+            return
+        while True:
+            with self._lock:
+                if self._has_room():
+                    self._logs.append(entry)
+                    full = len(self._logs) >= LOG_BATCH
+                    break
+            self._make_room()
+        moment = time.monotonic()
+        if moment >= self._retry_at and (full or moment - self._last_flush >= self._flush_interval):
+            self._wake()
 
     def usage(self, *, tokens: int = 0, cost: float = 0.0) -> None:
         self.check_usage(tokens, cost)
@@ -192,11 +221,15 @@ class Reporter:
         while not self._room_or_turn():
             self.flush()
 
+    def _has_room(self) -> bool:
+        """The buffers can take another call (the caller holds ``_lock``)."""
+        return self.abandoned or (len(self._logs) + self._outbox_logs < self._max_buffered_logs
+                                  and self._progress.count + self._meta.count < MAX_QUEUED_PATCHES)
+
     def _room_or_turn(self) -> bool:
         """True once the buffers have room; False when it is time for this thread to send."""
         with self._room:
-            while not (self.abandoned or (len(self._logs) + self._outbox_logs < self._max_buffered_logs
-                                          and len(self._progress) + len(self._meta) < MAX_QUEUED_PATCHES)):
+            while not self._has_room():
                 wait = self._retry_at - time.monotonic()
                 if wait <= 0:
                     return False
@@ -313,9 +346,7 @@ class Reporter:
                 return True
             except Rejected as exc:
                 self.rejection = str(exc)
-                self.logger.error("session %s: the server refused a report (%s); nothing more is sent for "
-                          "this run, the job goes on", self.session_id, exc)
-                self.abandon()
+                self.give_up(f"the server refused a report ({exc})")
                 return True
             self._pop()
             sent = True
@@ -353,6 +384,7 @@ class Reporter:
         if op.kind == "logs":
             self._log_stored = answer
         elif op.kind == "report":
+            self.stop_news_at = time.monotonic()
             if answer:
                 self.request_stop("stop requested")
         elif op.kind == "create":
@@ -414,6 +446,20 @@ class Reporter:
     def pending_log_entries(self) -> int:
         with self._lock:
             return len(self._logs) + self._outbox_logs
+
+    def give_up(self, reason: str) -> None:
+        """The server refuses what retrying cannot change (a bad token, say): say so once,
+        send nothing more, and let the job go on — no stop flag, the session was not
+        finalized."""
+        if self.abandoned:
+            return
+        self.rejection = reason
+        self.logger.error("session %s: %s; nothing more is sent for this run, the job goes on",
+                          self.session_id, reason)
+        self.abandoned = True
+        self._drop_everything()
+        with self._room:
+            self._room.notify_all()
 
     def abandon(self) -> None:
         """The session no longer takes our reports: drop buffers, make the job stop."""

@@ -102,6 +102,7 @@ class Transactions:
         self.engine = prepare_engine(engine)
         self.plans = Plans(engine)
         self._driver_error = engine.dialect.loaded_dbapi.Error
+        self._open = threading.local()         # this thread's open write transaction, if any
         sqlite = engine.dialect.name == "sqlite"
         self._writer = threading.Lock() if sqlite else contextlib.nullcontext()
         if sqlite:
@@ -112,6 +113,21 @@ class Transactions:
 
     @contextlib.contextmanager
     def __call__(self, *, write: bool, snapshot: bool = False) -> Iterator[Cursor]:
+        """Inside a write transaction this thread already has open, the block joins it (a
+        request run once under its idempotency key: its operation and its kept answer
+        commit together or not at all)."""
+        joined = getattr(self._open, "cursor", None)
+        if joined is not None:
+            yield joined
+            return
+        after: list = []
+        with self._transaction(write, snapshot, after) as cursor:
+            yield cursor
+        for action in after:                   # committed, the connection and the lock released
+            action()
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool, snapshot: bool, after: list) -> Iterator[Cursor]:
         with self._writer if write else contextlib.nullcontext():
             try:
                 connection = self.engine.raw_connection()
@@ -123,6 +139,8 @@ class Transactions:
                 begin = self._begin.get((write, snapshot))
                 if begin is not None:
                     cursor.execute_text(begin)
+                if write:
+                    self._open.cursor, self._open.after = cursor, after
                 yield cursor
                 cursor.close()         # an unfinished SELECT would pin SQLite's read snapshot
                 connection.commit()
@@ -133,7 +151,17 @@ class Transactions:
                 connection.rollback()
                 raise
             finally:
+                if write:
+                    self._open.cursor = self._open.after = None
                 connection.close()     # back to the pool (a discarded one is replaced)
+
+    def after_commit(self, action) -> None:
+        """Run ``action`` once this thread's open write transaction has committed (now,
+        without one): a job handed to a runner thread must find its session stored."""
+        if getattr(self._open, "cursor", None) is None:
+            action()
+        else:
+            self._open.after.append(action)
 
     def _discard(self, connection, exc: Exception) -> None:
         """Roll back; a connection the server dropped is invalidated instead, so the pool

@@ -1,14 +1,18 @@
 """Idempotency keys on the SQL stores: one claim per digest, the first answer kept.
 
-The claim is an ``INSERT … ON CONFLICT DO NOTHING``: of concurrent claims exactly one
-inserts (PostgreSQL makes the others wait for its commit, SQLite's writer lock orders
-them), and every other one then reads the row that won.
+The claim is an ``INSERT … ON CONFLICT DO NOTHING`` in the transaction that also runs the
+request and keeps its answer: of concurrent claims exactly one inserts (PostgreSQL makes
+the others wait for its commit, SQLite's writer lock orders them), and every other one
+then reads the row that won, answered.
 """
 from __future__ import annotations
+
+import contextlib
 
 from sqlalchemy import bindparam, delete, func, select, update
 
 from ..base import replay_of
+from ..records import Claim
 from .models import IdempotencyKeyRow
 from .statements import dialect_insert
 
@@ -36,21 +40,28 @@ CLAIM = {name: _claim(name) for name in ("sqlite", "postgresql")}
 
 
 class SqlRequests:
-    def claim_request(self, digest, fingerprint, *, ttl):
+    @contextlib.contextmanager
+    def once(self, digest, fingerprint, *, keep):
+        """One write transaction holds the claim, the block's own store calls (they join
+        it: ``Transactions``) and the kept answer, so there is never a claim without its
+        request's effects or the reverse, and nothing lapses: a repeat's INSERT waits for
+        this one's commit (PostgreSQL's row lock, SQLite's writer lock) and then replays."""
         with self._tx() as tx:
             now = self._clock()
             tx.execute(DROP_EXPIRED_CLAIM, {"p_digest": digest, "p_now": now})
             if tx.first(CLAIM[self.name], {"digest": digest, "fingerprint": fingerprint, "created_at": now,
-                                            "expires_at": now + ttl}) is not None:
-                return None
-            row = tx.first(CLAIMED, {"p_digest": digest})
-        return replay_of(row.fingerprint, row.status, row.body, fingerprint)
-
-    def settle_request(self, digest, *, status, body=None, session_id=None, keep=None):
-        with self._tx() as tx:
-            if status is None:
+                                            "expires_at": now + keep}) is None:
+                row = tx.first(CLAIMED, {"p_digest": digest})
+                yield Claim(replay_of(row.fingerprint, row.status, row.body, fingerprint))
+                return
+            claim = Claim()
+            yield claim
+            if claim.answer is None:
                 tx.execute(FORGET, {"p_digest": digest})
             else:
+                status, body, session_id = claim.answer
                 tx.execute(SETTLE, {"p_digest": digest, "p_status": status, "p_body": body,
-                                    "p_session_id": session_id,
-                                    "p_expires_at": self._clock() + keep if keep else None})
+                                    "p_session_id": session_id, "p_expires_at": None})
+
+    def after_commit(self, action):
+        self.transactions.after_commit(action)

@@ -44,5 +44,7 @@ class Callers:
 
 def error_code(response) -> str:
     assert set(response.json) == {"error"}, response.json
-    assert set(response.json["error"]) == {"code", "message"}
-    return response.json["error"]["code"]
+    error = response.json["error"]
+    details = {"log_limit_exceeded": {"stored", "limit"}}.get(error.get("code"), set())
+    assert set(error) == {"code", "message"} | details, error
+    return error["code"]

@@ -238,6 +238,7 @@ def test_the_log_cap_is_a_409_that_stores_nothing(tmp_path):
     admin.post(url, {"entries": [{"level": "info", "message": "m"}] * 2})
     response = admin.post(url, {"entries": [{"level": "info", "message": "m"}] * 2})
     assert response.status_code == 409 and error_code(response) == "log_limit_exceeded"
+    assert (response.json["error"]["stored"], response.json["error"]["limit"]) == (2, 3)   # a client fits to them
     assert admin.get(f"/sessions/{session['id']}").json["log_count"] == 2
 
 

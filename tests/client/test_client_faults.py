@@ -192,5 +192,6 @@ def test_an_answer_retrying_cannot_fix_is_logged_once_and_the_job_goes_on(server
     finally:
         client.close()
     assert run.abandoned and "401" in (run.rejection or "")
+    assert not run.stop_requested and not run.has_pending()   # no stop for the job, no growing buffer
     assert len([r for r in caplog.records if r.name == "runboard" and "refused" in r.getMessage()]) == 1
     assert sessions_of_kind(server, "chaos.refused_token") == []

@@ -157,3 +157,32 @@ def test_nested_meta_and_progress_patches_compose_exactly(client_python, server,
     session = server.session(last_json(done)["id"])
     assert session["meta"] == {"opts": {"seed": 1, "b": 2, "c": {"d": 1, "e": 2}}}
     assert session["progress"] == {"stage": {"again": True}, "current": 1, "total": 4, "percent": 25.0}
+
+
+def test_a_job_that_only_logs_still_sees_a_stop_within_two_seconds(server, token):
+    """Log batches carry no stop flag, so the sender reads it even while it delivers."""
+    import threading
+
+    import runboard
+    client = runboard.Client(server.base_url, token)
+    seen = {}
+    try:
+        with client.track("sim.chatty") as run:
+            asked = threading.Event()
+
+            def stop_it():
+                server.wait_state(run.id, "running")
+                status, body = server.call("POST", f"/api/v1/sessions/{run.id}/stop")
+                assert status == 202, body
+                seen["asked"] = time.monotonic()
+                asked.set()
+            threading.Thread(target=stop_it, daemon=True).start()
+            deadline = time.monotonic() + 30
+            while not run.should_stop() and time.monotonic() < deadline:
+                run.log("info", "still going")
+                time.sleep(0.05)               # the job's own pace: a line every 50 ms
+            seen["stopped"] = time.monotonic()
+        assert asked.is_set() and seen["stopped"] - seen["asked"] < 2.0
+    finally:
+        client.close()
+    assert server.session(run.id)["state"] == "stopped"

@@ -224,3 +224,12 @@ def test_over_the_cap_the_log_ends_with_one_warning_naming_how_many_were_refused
     assert [e.message for e in entries[:4]] == [f"line {n}" for n in range(4)]
     assert [(e.seq, e.level, e.message) for e in entries[4:]] == [
         (5, "warning", "16 log entries were not stored: the session's log holds at most 5 entries")]
+
+
+def test_the_reporting_core_cuts_messages_and_batches_to_the_stores_limits():
+    from repositories import validation
+    from runboard import reporting
+
+    assert reporting.MAX_MESSAGE_BYTES == validation.MAX_MESSAGE_BYTES
+    assert reporting.LOG_BATCH == validation.MAX_LOG_BATCH
+    assert reporting.LEVELS == tuple(validation.LOG_LEVELS)

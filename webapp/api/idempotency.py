@@ -27,9 +27,6 @@ HEADER = "Idempotency-Key"
 KEY = re.compile(r"[\x21-\x7e]{1,255}")
 #: How long an answer is replayed (never past its session: cleanup removes it with it).
 KEEP = timedelta(hours=24)
-#: A claim whose request never answered (its worker died) lapses after this; a repeat then
-#: runs anew.  Longer than any request takes.
-IN_FLIGHT = timedelta(minutes=5)
 
 
 def key_of(incoming) -> str | None:
@@ -49,27 +46,21 @@ def _digest(*parts: str) -> str:
 def once(principal, key: str, raw: bytes, session_id: str | None, run: Callable, *, creates_session: bool):
     """Run the view once per key; a repeat gets the first answer (``Idempotent-Replayed``).
     The kept answer goes with the session of the path, or with the one the answer is
-    (``creates_session``: ``POST /sessions``)."""
-    repository = get_repository()
+    (``creates_session``: ``POST /sessions``).  On the SQL stores the view's writes and
+    the kept answer are one transaction (see ``SessionRepository.once``)."""
     digest = _digest(principal.token_id or "bootstrap-admin-token", request.method, request.path, key)
-    replay = repository.claim_request(digest, hashlib.sha256(raw).hexdigest(), ttl=IN_FLIGHT)
-    if replay is not None:
-        response = current_app.response_class(replay.body, status=replay.status, mimetype="application/json")
-        response.headers["Idempotent-Replayed"] = "true"
-        return response
-    try:
+    with get_repository().once(digest, hashlib.sha256(raw).hexdigest(), keep=KEEP) as claim:
+        if claim.replay is not None:
+            response = current_app.response_class(claim.replay.body, status=claim.replay.status,
+                                                  mimetype="application/json")
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
         response = current_app.make_response(run())
-    except BaseException:
-        repository.settle_request(digest, status=None)
-        raise
-    if 200 <= response.status_code < 300:
-        body = response.get_data(as_text=True)
-        repository.settle_request(digest, status=response.status_code, body=body, keep=KEEP,
-                                  session_id=session_key(session_id) if session_id
-                                  else _created_session(body) if creates_session else None)
-    else:
-        repository.settle_request(digest, status=None)
-    return response
+        if 200 <= response.status_code < 300:
+            body = response.get_data(as_text=True)
+            claim.settle(response.status_code, body, session_key(session_id) if session_id
+                         else _created_session(body) if creates_session else None)
+        return response
 
 
 def _created_session(body: str) -> str | None:

@@ -19,20 +19,13 @@ from repositories import validation as check
 from repositories.base import DEFAULT_MAX_LOG_ENTRIES
 from repositories.errors import InvalidTransition, LogLimitExceeded, SessionNotFound
 from repositories.records import LogInput, utcnow
-from runboard.reporting import LOG_BATCH, LogsFull, Op, Reporter, RetryLater, SessionGone, Transport
+from runboard.reporting import (LOG_BATCH, LogsFull, Op, Reporter, RetryLater, SessionGone,
+                                Transport, fit_message)
 
 from .retry import describe, is_store_failure
 
 __all__ = ["LOG_BATCH", "RunContext", "fit_message"]
 log = logging.getLogger("runboard.runner")
-
-
-def fit_message(message: str) -> str:
-    """Cut a message (a long traceback, say) to the store's 8 KiB instead of failing the job."""
-    raw = message.encode("utf-8", "surrogatepass")
-    if len(raw) <= check.MAX_MESSAGE_BYTES:
-        return message
-    return raw[:check.MAX_MESSAGE_BYTES - 4].decode("utf-8", "ignore") + " …"
 
 
 class StoreTransport(Transport):
