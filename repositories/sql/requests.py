@@ -17,8 +17,6 @@ from .models import IdempotencyKeyRow
 from .statements import dialect_insert
 
 requests = IdempotencyKeyRow.__table__
-DROP_EXPIRED_CLAIM = delete(requests).where(requests.c.digest == bindparam("p_digest"),
-                                            requests.c.expires_at <= bindparam("p_now"))
 CLAIMED = select(requests.c.fingerprint, requests.c.status, requests.c.body).where(
     requests.c.digest == bindparam("p_digest"))
 SETTLE = (update(requests).where(requests.c.digest == bindparam("p_digest"))
@@ -31,9 +29,14 @@ EXPIRED = delete(requests).where(requests.c.expires_at <= bindparam("p_now"))
 
 
 def _claim(dialect: str):
+    """Insert the claim, or take over an expired one, in one statement: a row comes back
+    unless a live claim holds the digest."""
     values = {name: bindparam(name) for name in ("digest", "fingerprint", "created_at", "expires_at")}
-    return (dialect_insert(dialect, requests).values(status=None, body=None, session_id=None, **values)
-            .on_conflict_do_nothing(index_elements=["digest"]).returning(requests.c.digest))
+    insert = dialect_insert(dialect, requests).values(status=None, body=None, session_id=None, **values)
+    fresh = {name: getattr(insert.excluded, name) for name in ("fingerprint", "created_at", "expires_at")}
+    return (insert.on_conflict_do_update(index_elements=["digest"], where=requests.c.expires_at <= bindparam("p_now"),
+                                         set_={**fresh, "status": None, "body": None, "session_id": None})
+            .returning(requests.c.digest))
 
 
 CLAIM = {name: _claim(name) for name in ("sqlite", "postgresql")}
@@ -48,9 +51,8 @@ class SqlRequests:
         this one's commit (PostgreSQL's row lock, SQLite's writer lock) and then replays."""
         with self._tx() as tx:
             now = self._clock()
-            tx.execute(DROP_EXPIRED_CLAIM, {"p_digest": digest, "p_now": now})
             if tx.first(CLAIM[self.name], {"digest": digest, "fingerprint": fingerprint, "created_at": now,
-                                            "expires_at": now + keep}) is None:
+                                            "expires_at": now + keep, "p_now": now}) is None:
                 row = tx.first(CLAIMED, {"p_digest": digest})
                 yield Claim(replay_of(row.fingerprint, row.status, row.body, fingerprint))
                 return
