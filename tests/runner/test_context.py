@@ -233,3 +233,16 @@ def test_the_reporting_core_cuts_messages_and_batches_to_the_stores_limits():
     assert reporting.MAX_MESSAGE_BYTES == validation.MAX_MESSAGE_BYTES
     assert reporting.LOG_BATCH == validation.MAX_LOG_BATCH
     assert reporting.LEVELS == tuple(validation.LOG_LEVELS)
+
+
+def test_every_entry_keeps_the_time_it_was_logged_not_the_time_its_batch_was_stored():
+    repository = MemorySessionRepository()
+    session_id = running_session(repository)
+    context = RunContext(repository, session_id, flush_interval=60)
+    for n in range(3):
+        context.log("info", f"line {n}")
+    context.flush()
+    entries = list(repository.iter_logs(session_id))
+    assert len({e.ts for e in entries}) == 1                   # one batch, one stored time
+    ats = [e.at for e in entries]
+    assert all(ats) and ats == sorted(ats) and len(set(ats)) == 3 and ats[-1] <= entries[0].ts

@@ -255,3 +255,23 @@ def test_a_job_over_the_log_cap_completes_and_its_log_ends_saying_how_many_were_
     assert logs[0][1].startswith("started by ")
     assert logs[1:9] == [("info", f"line {n}") for n in range(8)]
     assert logs[9:] == [("warning", "22 log entries were not stored: the session's log holds at most 10 entries")]
+
+
+def test_a_job_created_under_an_idempotency_key_runs_once_its_creation_is_committed(app):
+    """The creation commits with its kept answer, after the view returns: the runner is
+    handed the job only then (on PostgreSQL it would not find the session before)."""
+    def run(context, params):
+        context.log("info", "ran")
+        return {"ran": True}
+
+    runner_of(app).kinds.register(JobKind("keyed", run, AnyParams))
+    client = app.test_client()
+    headers = {**AUTH, "Idempotency-Key": "create-keyed-job"}
+    first = client.post("/api/v1/sessions", json={"kind": "keyed"}, headers=headers)
+    again = client.post("/api/v1/sessions", json={"kind": "keyed"}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json["id"] == first.json["id"] and again.headers["Idempotent-Replayed"] == "true"
+    done = wait_for(lambda: finished(client, first.json["id"]))
+    assert done["state"] == "completed" and done["result"] == {"ran": True}
+    sessions = client.get("/api/v1/sessions?kind=keyed", headers=AUTH).json["items"]
+    assert [s["id"] for s in sessions] == [first.json["id"]]
