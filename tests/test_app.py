@@ -97,7 +97,9 @@ def _raising_route(app, exc: Exception):
 def test_domain_errors_become_their_status_in_the_error_shape(memory_app, exc, status, code):
     response = _raising_route(memory_app, exc)
     assert response.status_code == status
-    assert response.json == {"error": {"code": code, "message": exc.message}}
+    assert response.json == {"error": {"code": code, "message": exc.message, **exc.details()}}
+    if code == "log_limit_exceeded":
+        assert exc.details() == {"stored": 10, "limit": 10}
 
 
 def test_every_domain_error_a_request_can_meet_has_a_status():
