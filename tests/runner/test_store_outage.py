@@ -104,6 +104,20 @@ def test_a_postgresql_restart_delays_the_reports_and_loses_none(empty_postgres_u
         run_through(app, outage, caplog)
     finally:
         close_repository(app)
+        collect_connections_lost_in_the_outage()
+
+
+def collect_connections_lost_in_the_outage() -> None:
+    """Now and then a connect that the server refuses during the outage leaves a psycopg
+    connection that no pool owns (most likely a race in SQLAlchemy's connect path; not
+    pinned down yet).  It is collected here, so its ResourceWarning is not raised, much
+    later, under an unrelated test."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def chattr(flag: str, path) -> subprocess.CompletedProcess:
