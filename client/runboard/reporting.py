@@ -23,6 +23,7 @@ The core keeps what the job wrote until the server has it:
 """
 from __future__ import annotations
 
+import abc
 import collections
 import itertools
 import logging
@@ -101,16 +102,17 @@ def refused_note(refused: int, cap: int) -> str:
     return f"{refused} log entries were not stored: the session's log holds at most {cap} entries"
 
 
-class Transport:
+class Transport(abc.ABC):
     """Carries ops to a store.  ``send`` returns the op's answer — for ``logs`` the last
     stored seq, for ``report`` whether a stop was requested, for ``create`` the new
     session's id — or raises ``RetryLater``, ``SessionGone``, ``LogsFull`` or ``Rejected``."""
 
+    @abc.abstractmethod
     def send(self, session_id: Optional[str], op: Op) -> Any:
-        raise NotImplementedError
+        """Deliver ``op`` for ``session_id`` (None only for ``create``); its answer."""
 
 
-class Reporter:
+class Reporter(abc.ABC):
     """The buffers, the outbox and the stop flag of one session.
 
     Subclasses say how an entry is built and checked (``make_entry``) and may check
@@ -154,8 +156,9 @@ class Reporter:
         self.stop_news_at = time.monotonic()   # when the stop flag was last read (report answers carry it)
 
     # -- hooks -----------------------------------------------------------------------
+    @abc.abstractmethod
     def make_entry(self, level: str, message: str, fields: dict) -> Any:
-        raise NotImplementedError
+        """The buffered form of one log entry, checked, with ``at`` the moment of the call."""
 
     def check_patch(self, field: str, fields: dict) -> None:
         """Raise for a patch the server could never take."""
