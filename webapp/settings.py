@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any, Literal, Mapping
 
 from limits import parse as parse_limit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import make_url
 
 from repositories.errors import ConfigurationError
@@ -73,6 +73,14 @@ class Settings(BaseModel):
     login_limit: str = Field("10/minute", alias="RUNBOARD_LOGIN_LIMIT")
     # Reverse proxies in front (nginx: 1) whose X-Forwarded-For/-Proto/-Host are believed.
     trusted_proxies: int = Field(0, ge=0, le=10, alias="RUNBOARD_TRUSTED_PROXIES")
+    # Where registered kinds run (SPEC §5): this process's thread pool, or Celery workers.
+    executor: Literal["threads", "celery"] = Field("threads", alias="RUNBOARD_EXECUTOR")
+    # The broker URL may hold a password: never shown (repr) nor quoted in an error.
+    celery_broker_url: str | None = Field(None, repr=False, alias="RUNBOARD_CELERY_BROKER_URL")
+    # The queue Runboard's tasks go to; one per deployment sharing a broker.
+    celery_queue: str = Field("runboard", pattern=r"^[A-Za-z0-9_.:-]{1,200}$", alias="RUNBOARD_CELERY_QUEUE")
+    # Kinds beyond the built-ins: comma-separated ``module:attribute`` paths.
+    kinds: str = Field("", max_length=4000, alias="RUNBOARD_KINDS")
 
     @field_validator("database_url")
     @classmethod
@@ -117,10 +125,31 @@ class Settings(BaseModel):
             raise ValueError("must allow at least one attempt")
         return value
 
-    @field_validator("scheduler", mode="before")
+    @field_validator("scheduler", "executor", mode="before")
     @classmethod
     def _on_off(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
+            scheme = value.split(":", 1)[0][:20] if ":" in value else "(none)"
+            raise ValueError(f"unsupported scheme {scheme!r}; use redis://127.0.0.1:6379/0 "
+                             "or amqp://guest:guest@127.0.0.1:5672//")
+        return value
+
+    @model_validator(mode="after")
+    def _celery_needs(self) -> "Settings":
+        """The Celery executor's workers share the store with the web app, through a broker."""
+        if self.executor == "celery":
+            if self.store == "memory":
+                raise ValueError("RUNBOARD_EXECUTOR: the celery executor needs a SQL store shared with its "
+                                 "workers; RUNBOARD_DATABASE_URL is memory:// (use sqlite:/// or postgresql://)")
+            if not self.celery_broker_url:
+                raise ValueError("RUNBOARD_CELERY_BROKER_URL: required by RUNBOARD_EXECUTOR=celery "
+                                 "(e.g. redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1:5672//)")
+        return self
 
     def retention_for(self, state: str) -> timedelta:
         """How long finished sessions in ``state`` are kept."""
@@ -140,6 +169,8 @@ def load_settings(environ: Mapping[str, Any], overrides: Mapping[str, Any] | Non
         return Settings.model_validate(values)
     except ValidationError as exc:
         error = exc.errors()[0]
-        variable = error["loc"][0] if error["loc"] else "configuration"
         message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:                      # a check across variables names its own
+            raise ConfigurationError(message) from None
+        variable = error["loc"][0]
         raise ConfigurationError(f"{variable}: {message}") from None
