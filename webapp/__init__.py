@@ -58,7 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         db.init_app(app)
         migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     app.extensions[EXTENSION_KEY], app.extensions[CREDENTIALS_KEY] = build_stores(app, settings)
-    install_runner(app, app.extensions[EXTENSION_KEY], settings, kinds=builtin_kinds())
+    install_runner(app, app.extensions[EXTENSION_KEY], settings, kinds=registered_kinds(settings))
     app.extensions[SCHEDULER_KEY] = Scheduler(app.extensions[EXTENSION_KEY], settings,
                                               holder=app.extensions[RUNNER_KEY].identity.worker_id)
     register_error_handlers(app)
@@ -89,10 +89,14 @@ def start_background_work(app: Flask) -> None:
         app.extensions[SCHEDULER_KEY].start()
 
 
-def builtin_kinds() -> tuple:
+def registered_kinds(settings) -> tuple:
+    """The built-in kinds, then RUNBOARD_KINDS' and the ``runboard.kinds`` entry points'
+    (SPEC §5); the one set the web app, the CLI and every worker register.
+    ConfigurationError (one line naming the kind's source) when one cannot be loaded."""
     from .jobs import BUILTIN_KINDS
+    from .runner.kinds import load_kinds
 
-    return BUILTIN_KINDS
+    return BUILTIN_KINDS + load_kinds(settings.kinds, BUILTIN_KINDS)
 
 
 def _instance_secret(instance_path: str) -> str:
