@@ -111,6 +111,33 @@ class SessionRepository(abc.ABC):
         "heartbeat lost"; return their ids.  Safe to run twice or concurrently."""
 
     @abc.abstractmethod
+    def touch_queued(self, session_ids: Iterable[str]) -> int:
+        """Refresh ``heartbeat_at`` and ``updated_at`` of those of ``session_ids`` that are
+        still ``pending``, in one transaction; return how many sessions were touched (each
+        once, however often its id is given).
+
+        The runner process that holds these sessions in its queue calls this periodically,
+        so ``sweep_queued`` can tell its sessions from those of a process that died.  An
+        unknown or malformed id, or a session no longer pending (started, stopped, failed
+        meanwhile), is simply not touched: it is no error, since the runner's view of its
+        queue may lag the store.  Never raises for the ids; an empty iterable returns 0."""
+
+    @abc.abstractmethod
+    def sweep_queued(self, timeout: timedelta, kinds: Iterable[str]) -> list[str]:
+        """Fail every ``pending`` session whose ``kind`` is in ``kinds`` and whose
+        ``heartbeat_at`` (``created_at`` when never touched) is older than now − ``timeout``:
+        state ``failed``, ``finished_at`` and ``updated_at`` = now, error
+        ``states.RUNNER_LOST``; return their ids, oldest first.
+
+        ``kinds`` are those an in-process runner executes (its queue is lost with its
+        process); pending sessions of other kinds are driven from outside and never
+        touched, nor are running sessions (``sweep_heartbeats`` covers them).  Each move is
+        conditional on the session still being pending in the same transaction, so a
+        session started or stopped meanwhile is left alone; safe to run twice or
+        concurrently (a session is failed once, counters stay exact).  Empty ``kinds``
+        fails nothing and returns []."""
+
+    @abc.abstractmethod
     def cleanup(self, older_than: timedelta, *, states: Iterable[State] | None = None,
                 dry_run: bool = False) -> CleanupCounts:
         """Remove whole terminal sessions (row and logs) finished before now − ``older_than``,

@@ -22,8 +22,8 @@ from .errors import LogLimitExceeded, SessionNotFound
 from .merge import merge_patch, merge_progress
 from .records import (AppendResult, Claim, CleanupCounts, LogEntry, LogPage, Page, ProgressAck, Session,
                       Snapshot, Worker, utcnow)
-from .states import (State, check_move, check_reportable, cleanup_states, parse_terminal_state,
-                     wanted_states,
+from .states import (RUNNER_LOST, State, check_move, check_reportable, cleanup_states,
+                     parse_terminal_state, wanted_states,
                      stop_target)
 from .usage import engine_of, group_usage, hour_of
 
@@ -229,6 +229,37 @@ class MemorySessionRepository(SessionRepository):
                         and session.heartbeat_at < now - timeout):
                     check_move(session.id, session.state, "heartbeat lost", State.FAILED)
                     session.state, session.error = State.FAILED, "heartbeat lost"
+                    session.finished_at = session.updated_at = now
+                    failed.append(session.id)
+            return failed
+
+    def touch_queued(self, session_ids):
+        keys = check.session_keys(session_ids)
+        if not keys:
+            return 0
+        with self._lock:
+            now = self._clock()
+            touched = 0
+            for key in keys:
+                session = self._sessions.get(key)
+                if session is not None and session.state is State.PENDING:
+                    session.heartbeat_at = session.updated_at = now
+                    touched += 1
+            return touched
+
+    def sweep_queued(self, timeout, kinds):
+        wanted = frozenset(check.kind_names(kinds))
+        if not wanted:
+            return []
+        with self._lock:
+            now = self._clock()
+            cutoff = now - timeout
+            failed = []
+            for session in self._sessions.values():       # insertion order: oldest first
+                if (session.state is State.PENDING and session.kind in wanted
+                        and (session.heartbeat_at or session.created_at) < cutoff):
+                    check_move(session.id, session.state, "runner lost", State.FAILED)
+                    session.state, session.error = State.FAILED, RUNNER_LOST
                     session.finished_at = session.updated_at = now
                     failed.append(session.id)
             return failed

@@ -27,6 +27,10 @@ class State(str, enum.Enum):
 
 TERMINAL_STATES = frozenset({State.COMPLETED, State.FAILED, State.STOPPED})
 
+#: The error of a pending session failed by ``sweep_queued``: the runner process holding
+#: it in its queue died (SIGKILL, OOM) before starting it, so nothing will ever start it.
+RUNNER_LOST = "runner lost: the process that queued it ended before starting it"
+
 #: (from state, action) -> resulting state.  ``stop`` on a running session keeps it
 #: running (only ``stop_requested`` flips), so it maps to RUNNING.
 _MOVES: dict[tuple[State, str], frozenset[State]] = {
@@ -36,6 +40,7 @@ _MOVES: dict[tuple[State, str], frozenset[State]] = {
     (State.RUNNING, "stop"): frozenset({State.RUNNING}),
     (State.RUNNING, "finish"): TERMINAL_STATES,
     (State.RUNNING, "heartbeat lost"): frozenset({State.FAILED}),
+    (State.PENDING, "runner lost"): frozenset({State.FAILED}),
 }
 
 #: States in which a session accepts progress reports and log entries.

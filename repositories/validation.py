@@ -69,6 +69,29 @@ def session_key(session_id: Any) -> str:
         raise SessionNotFound(str(session_id)[:80]) from None
 
 
+def session_keys(session_ids: Iterable[Any]) -> list[str]:
+    """The distinct canonical ids among ``session_ids``, sorted (so transactions that lock
+    several rows lock them in one order); a malformed id names no session and is left out.
+    A bare string is one id, not an iterable of characters."""
+    if isinstance(session_ids, str):
+        session_ids = (session_ids,)
+    keys = set()
+    for session_id in session_ids:
+        try:
+            keys.add(session_key(session_id))
+        except SessionNotFound:
+            continue
+    return sorted(keys)
+
+
+def kind_names(kinds: Iterable[Any]) -> list[str]:
+    """The distinct kinds among ``kinds``, sorted; a value no session's kind can be is left
+    out (it matches nothing).  A bare string is one kind."""
+    if isinstance(kinds, str):
+        kinds = (kinds,)
+    return sorted({kind for kind in kinds if isinstance(kind, str) and KIND_RE.fullmatch(kind)})
+
+
 def check_new_session(kind: str, label: str, owner: str, **objects: Any) -> None:
     if not isinstance(kind, str) or not KIND_RE.fullmatch(kind):
         raise ValidationError("kind", f"must match {KIND_CHARS}")

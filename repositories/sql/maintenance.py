@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, delete, func, literal_column, or_, select, upd
 
 from .. import validation as check
 from ..records import CleanupCounts, UsageRow, Worker
-from ..states import TERMINAL_STATES, State, check_move, cleanup_states
+from ..states import RUNNER_LOST, TERMINAL_STATES, State, check_move, cleanup_states
 from ..usage import BY_DAY, check_grouping, day_start, fold_days, hour_of
 from . import statements
 from .requests import EXPIRED as EXPIRED_REQUESTS, FORGET_SESSION
@@ -36,6 +36,18 @@ SILENT = (select(c.pk, c.id).where(c.state == State.RUNNING.value, c.heartbeat_a
 HEARTBEAT_LOST = (update(sessions).where(c.pk == bindparam("p_pk"))
                   .values(state=State.FAILED.value, error="heartbeat lost", finished_at=bindparam("p_now"),
                           updated_at=bindparam("p_now")))
+#: Pending sessions of one kind whose runner has been silent since ``p_cutoff`` (never
+#: touched: since their creation), locked; one statement per kind, no expanding IN.
+UNATTENDED = (select(c.pk, c.id).where(c.state == State.PENDING.value, c.kind == bindparam("p_kind"),
+                                       func.coalesce(c.heartbeat_at, c.created_at) < bindparam("p_cutoff"))
+              .order_by(c.pk).with_for_update(skip_locked=True))
+#: Conditional on the row still being pending, though its lock already ensures it.
+RUNNER_LOST_MOVE = (update(sessions).where(c.pk == bindparam("p_pk"), c.state == State.PENDING.value)
+                    .values(state=State.FAILED.value, error=RUNNER_LOST, finished_at=bindparam("p_now"),
+                            updated_at=bindparam("p_now")))
+#: Touch a queued session: only while it is pending, re-checked on the row's newest version.
+TOUCH_QUEUED = (update(sessions).where(c.id == bindparam("p_id"), c.state == State.PENDING.value)
+                .values(heartbeat_at=bindparam("p_now"), updated_at=bindparam("p_now")))
 DELETE_LOGS = delete(logs).where(logs.c.session_pk == bindparam("p_pk"))
 DELETE_SESSION = delete(sessions).where(c.pk == bindparam("p_pk"))
 LEASE = select(leases.c.holder, leases.c.expires_at).where(leases.c.name == SCHEDULER).with_for_update()
@@ -101,6 +113,42 @@ class SqlMaintenance:
             tx.execute_many(HEARTBEAT_LOST, [{"p_pk": row.pk, "p_now": now} for row in rows])
             move_counts(tx, {State.RUNNING: -len(rows), State.FAILED: len(rows)})
             return [r.id for r in rows]
+
+    def touch_queued(self, session_ids):
+        """One UPDATE per id in one transaction, ids in sorted order (two touches of the
+        same sessions lock them in the same order); each is conditional on the row being
+        pending, which PostgreSQL re-checks after waiting on a row another transaction
+        (a start, a sweep) holds."""
+        keys = check.session_keys(session_ids)
+        if not keys:
+            return 0
+        with self._tx() as tx:
+            now = self._clock()
+            tx.execute_many(TOUCH_QUEUED, [{"p_id": key, "p_now": now} for key in keys])
+            return tx.rowcount
+
+    def sweep_queued(self, timeout, kinds):
+        """Like ``sweep_heartbeats``: the stale rows are locked (rows another transaction
+        holds are skipped: it is starting, stopping or sweeping them), then failed and
+        counted in the same transaction."""
+        wanted = check.kind_names(kinds)
+        if not wanted:
+            return []
+        with self._tx() as tx:
+            now = self._clock()
+            rows = []
+            for kind in wanted:
+                rows.extend(tx.execute(UNATTENDED, {"p_kind": kind, "p_cutoff": now - timeout}))
+            if not rows:
+                return []
+            rows.sort(key=lambda row: row.pk)
+            for row in rows:
+                check_move(row.id, State.PENDING, "runner lost", State.FAILED)
+            tx.execute_many(RUNNER_LOST_MOVE, [{"p_pk": row.pk, "p_now": now} for row in rows])
+            if tx.rowcount != len(rows):      # cannot happen under the row locks; never miscount
+                raise RuntimeError(f"sweep_queued: {tx.rowcount} of {len(rows)} locked sessions moved")
+            move_counts(tx, {State.PENDING: -len(rows), State.FAILED: len(rows)})
+            return [row.id for row in rows]
 
     def cleanup(self, older_than, *, states=None, dry_run=False):
         wanted = cleanup_states(states)
