@@ -135,7 +135,10 @@ class Server:
 
     def wait_ready(self, timeout: float = 60.0) -> set[int]:
         """Until ``workers`` workers exist and each one's runner has registered itself in
-        the store (so its monitor thread runs); their pids."""
+        the store (so its monitor thread runs); their pids.  With the Celery executor no
+        job runs in the web processes, and they only have to answer."""
+        celery = self.env.get("RUNBOARD_EXECUTOR") == "celery"
+
         def ready():
             self._check_running()
             pids = self.worker_pids()
@@ -145,6 +148,8 @@ class Server:
                 status, body = self.call("GET", "/api/v1/workers")
             except OSError:
                 return None             # still binding or booting
+            if celery:
+                return pids if status == 200 else None
             registered = {w["pid"] for w in body.get("workers", [])} if status == 200 else set()
             return pids if pids <= registered else None
         return wait_for(ready, timeout, f"gunicorn on port {self.port} with {self.workers} worker(s) ready",

@@ -18,7 +18,7 @@ from .extensions import db, migrate
 from .jsonio import OrjsonProvider
 from .security import install_security
 from .settings import load_settings
-from .runner import RUNNER_KEY, install_runner
+from .runner import KINDS_KEY, RUNNER_KEY, install_runner
 from .scheduler import Scheduler
 from .store import CREDENTIALS_KEY, EXTENSION_KEY, build_stores, sqlalchemy_url
 
@@ -60,7 +60,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions[EXTENSION_KEY], app.extensions[CREDENTIALS_KEY] = build_stores(app, settings)
     install_runner(app, app.extensions[EXTENSION_KEY], settings, kinds=registered_kinds(settings))
     app.extensions[SCHEDULER_KEY] = Scheduler(app.extensions[EXTENSION_KEY], settings,
-                                              holder=app.extensions[RUNNER_KEY].identity.worker_id)
+                                              holder=app.extensions[RUNNER_KEY].identity.worker_id,
+                                              kinds=tuple(app.extensions[KINDS_KEY].names()))
     register_error_handlers(app)
     register_cli(app)
     app.json = OrjsonProvider(app)

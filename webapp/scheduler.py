@@ -23,6 +23,7 @@ from repositories import SessionRepository
 
 from .retention import apply_retention
 from .settings import Settings
+from .sweeps import sweep_lost
 
 log = logging.getLogger("runboard.scheduler")
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -31,8 +32,9 @@ LEASE_TICKS = 2.5
 
 
 class Scheduler:
-    def __init__(self, repository: SessionRepository, settings: Settings, holder: str):
-        self.repository, self.settings, self.holder = repository, settings, holder
+    def __init__(self, repository: SessionRepository, settings: Settings, holder: str, kinds: tuple[str, ...] = ()):
+        """``kinds``: the registered kinds, whose queued sessions the sweep watches."""
+        self.repository, self.settings, self.holder, self.kinds = repository, settings, holder, kinds
         self.jobs: dict[str, tuple[float, Callable[[], object]]] = {
             "sweep": (settings.sweep_interval.total_seconds(), self.sweep),
             "cleanup": (settings.cleanup_interval.total_seconds(), self.cleanup),
@@ -72,10 +74,14 @@ class Scheduler:
             return False
 
     def sweep(self) -> list[str]:
-        failed = self.repository.sweep_heartbeats(self.settings.heartbeat_timeout)
-        if failed:
-            log.warning("heartbeat lost: failed %d session(s): %s", len(failed), ", ".join(failed))
-        return failed
+        swept = sweep_lost(self.repository, self.settings, self.kinds)
+        if swept.heartbeat_lost:
+            log.warning("heartbeat lost: failed %d session(s): %s", len(swept.heartbeat_lost),
+                        ", ".join(swept.heartbeat_lost))
+        if swept.runner_lost:
+            log.warning("runner lost: failed %d queued session(s): %s", len(swept.runner_lost),
+                        ", ".join(swept.runner_lost))
+        return swept.heartbeat_lost + swept.runner_lost
 
     def cleanup(self):
         counts = apply_retention(self.repository, self.settings)

@@ -20,6 +20,7 @@ import pytest
 
 from gunicorn_support import FINISHED, Server, flask_cli, wait_for
 from repositories.sql import SqlSessionRepository
+from repositories.states import RUNNER_LOST
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads worker pids from /proc")
 
@@ -245,3 +246,20 @@ def test_a_job_whose_start_commits_slowly_still_runs(empty_postgres_url, servers
     status, _ = server.call("POST", f"/api/v1/sessions/{session_id}/stop")
     assert status == 202
     assert_stopped_with_partial_result(server.wait_state(session_id, FINISHED, timeout=10))
+
+
+def test_a_session_queued_in_a_killed_worker_is_failed_runner_lost_by_the_sweep(store_url, servers):
+    """No stranded session (threads executor): the queue dies with its process, and the
+    sweep of the respawned worker fails what it held within two heartbeat timeouts."""
+    server = servers(store_url, "queued-sigkill", workers=1, runner_threads=1,
+                     env={"RUNBOARD_SCHEDULER": "on", "RUNBOARD_SWEEP_INTERVAL": "1s"})
+    running = server.start_job("batch", LONG_BATCH)
+    queued = server.submit("batch", LONG_BATCH)["id"]          # the one thread is busy
+    assert server.session(queued)["state"] == "pending"
+    os.kill(running["meta"]["runner"]["pid"], signal.SIGKILL)
+    killed_at = time.monotonic()
+    lost = server.wait_state(queued, FINISHED, timeout=30)
+    assert (lost["state"], lost["error"], lost["started_at"]) == ("failed", RUNNER_LOST, None), lost
+    swept = server.wait_state(running["id"], FINISHED, timeout=30)
+    assert (swept["state"], swept["error"]) == ("failed", "heartbeat lost"), swept
+    print(f"\nqueued session failed {time.monotonic() - killed_at:.1f} s after SIGKILL (timeout 2 s)")

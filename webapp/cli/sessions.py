@@ -20,6 +20,8 @@ from repositories.validation import MAX_LIST_LIMIT
 from .. import services
 from ..logtext import log_line, one_line
 from ..retention import apply_retention
+from ..runner import get_kinds
+from ..sweeps import sweep_lost
 from ..store import get_repository
 from .common import AGE, DURATION, Since, domain_errors, echo_json, needs_sql, plural, show_duration, table
 
@@ -166,14 +168,17 @@ def cleanup_sessions(older_than, states, dry_run, as_json):
 @click.option("--timeout", type=DURATION, help="heartbeat age that counts as lost; default: RUNBOARD_HEARTBEAT_TIMEOUT")
 @click.option("--json", "as_json", is_flag=True, help='print {"failed": [ids]}')
 def sweep_sessions(timeout, as_json):
-    """Fail running sessions whose heartbeat is older than the timeout ("heartbeat lost")."""
-    repository = _repository()
+    """Fail running sessions whose heartbeat is older than the timeout ("heartbeat lost"),
+    and, with the threads executor, queued sessions whose process died ("runner lost")."""
     timeout = timeout or current_app.config["RUNBOARD"].heartbeat_timeout
-    failed = repository.sweep_heartbeats(timeout)
+    swept = sweep_lost(_repository(), current_app.config["RUNBOARD"], get_kinds().names(), timeout)
+    failed = swept.heartbeat_lost + swept.runner_lost
     if as_json:
         return echo_json({"failed": failed})
-    for session_id in failed:
+    for session_id in swept.heartbeat_lost:
         click.echo(f"{session_id} failed: heartbeat lost")
+    for session_id in swept.runner_lost:
+        click.echo(f"{session_id} failed: runner lost")
     if failed:
         click.echo(f"failed {plural(len(failed), 'session', 'sessions')} silent for more than "
                    f"{show_duration(timeout)}")

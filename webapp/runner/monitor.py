@@ -3,8 +3,8 @@
 Every ``tick`` it flushes jobs whose buffers are due (a job busy in a long computation
 never blocks its own tracking), and for jobs that wrote nothing recently it reads the
 session to learn of stop requests made in *other* processes — the flag travels through
-the store.  It heartbeats each job and the process itself, and finalizes jobs that
-ignore a stop request for longer than the grace period.
+the store.  It heartbeats each job, the sessions still queued here and the process itself, and
+finalizes jobs that ignore a stop request for longer than the grace period.
 
 While the store is unreachable the monitor leaves a job alone until its context's backoff
 ends (the context retries on that schedule), and a failed read or worker heartbeat is
@@ -66,6 +66,7 @@ class Monitor(threading.Thread):
         if now - self._last_registry >= runner.heartbeat_interval:
             self._last_registry = now
             self.register(len(active))
+            self.touch_queued()
 
     def _read_stop_flag(self, context) -> None:
         try:
@@ -84,6 +85,8 @@ class Monitor(threading.Thread):
             self.runner.ask_to_stop(context, "stop requested")
 
     def register(self, active: int) -> None:
+        if not self.runner.registers:
+            return
         identity = self.runner.identity
         try:
             self.runner.repository.heartbeat_worker(
@@ -93,3 +96,16 @@ class Monitor(threading.Thread):
             if not is_store_failure(exc):
                 raise
             log.warning("runner could not record its worker heartbeat (%s); next time", describe(exc))
+
+    def touch_queued(self) -> None:
+        """Heartbeat the sessions queued here and not yet started: the sweep fails those of
+        a process that died ("runner lost") once nobody touches them."""
+        queued = self.runner.queued()
+        if not queued:
+            return
+        try:
+            self.runner.repository.touch_queued(queued)
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            log.warning("runner could not heartbeat its queued sessions (%s); next time", describe(exc))

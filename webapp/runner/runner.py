@@ -31,6 +31,7 @@ from repositories.errors import InvalidTransition, RunboardError, SessionNotFoun
 from repositories.states import State
 
 from .context import RunContext
+from .executor import Executor
 from .identity import WorkerIdentity
 from .kinds import JobFailed, JobKind, KindRegistry
 from .monitor import Monitor
@@ -40,14 +41,6 @@ log = logging.getLogger("runboard.runner")
 ERROR_LIMIT = 500
 
 
-def params_error(exc: pydantic.ValidationError) -> ValidationError:
-    """A pydantic error on a job's params as the API's 400, naming ``params.<field>``."""
-    first = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
-    message = {"missing": "is required", "extra_forbidden": "unknown parameter"}.get(first["type"], first["msg"])
-    return ValidationError(f"params.{where}" if where else "params", message)
-
-
 def summary(exc: BaseException) -> str:
     """One line for the session's ``error``: the exception's type and first line."""
     text = str(exc).strip().splitlines()
@@ -55,12 +48,20 @@ def summary(exc: BaseException) -> str:
     return line[:ERROR_LIMIT]
 
 
-class Runner:
+class Runner(Executor):
+    """The ``threads`` executor, and the code every executor runs a job with: ``run_here``
+    is what a Celery worker's task calls (``celery_executor``).
+
+    ``registers``: whether the monitor records this process in the worker registry (a
+    Celery worker's main process does that for its pool's children)."""
+
     def __init__(self, repository: SessionRepository, kinds: KindRegistry, *, threads: int,
                  stop_grace: timedelta, heartbeat_timeout: timedelta, flush_interval: float = 0.25,
-                 max_log_entries: int = DEFAULT_MAX_LOG_ENTRIES):
+                 max_log_entries: int = DEFAULT_MAX_LOG_ENTRIES, identity: WorkerIdentity | None = None,
+                 registers: bool = True):
         self.repository, self.kinds = repository, kinds
-        self.identity = WorkerIdentity.of_this_process()
+        self.identity = identity or WorkerIdentity.of_this_process()
+        self.registers = registers
         self.stop_grace = stop_grace.total_seconds()
         self.heartbeat_timeout = heartbeat_timeout.total_seconds()
         self.heartbeat_interval = max(min(heartbeat_timeout.total_seconds() / 4, 15.0), 0.2)
@@ -75,16 +76,10 @@ class Runner:
         self._queued: set[str] = set()
         self._stop_asked_at: dict[str, float] = {}
         self._closing = False
+        self._started = False
         self._monitor = None
 
     # -- submission ----------------------------------------------------------------
-    def validate(self, kind: JobKind, params: dict | None) -> pydantic.BaseModel:
-        """The kind's params model; ValidationError("params.<field>") when they don't fit."""
-        try:
-            return kind.params.model_validate(params or {})
-        except pydantic.ValidationError as exc:
-            raise params_error(exc) from None
-
     def submit(self, session_id: str, kind: JobKind, params: pydantic.BaseModel) -> None:
         """Queue a pending session; it stays ``pending`` (honestly) until a thread is free."""
         self.start()
@@ -101,8 +96,9 @@ class Runner:
     def start(self) -> None:
         """Start the pool and the monitor (idempotent; gunicorn calls it once per worker)."""
         with self._lock:
-            if self._pool or self._closing:
+            if self._started or self._closing:
                 return
+            self._started = True
             # Daemon threads: a job that ignores every stop must not keep the process alive
             # after shutdown has finalized its session.
             self._pool = [threading.Thread(target=self._work, name=f"runboard-job-{n}", daemon=True)
@@ -123,18 +119,31 @@ class Runner:
                 log.exception("runner could not start session %s", job[0])
 
     # -- running a job ------------------------------------------------------------------
-    def _run(self, session_id: str, kind: JobKind, params: pydantic.BaseModel) -> None:
+    def run_here(self, session_id: str, kind: JobKind, params: pydantic.BaseModel) -> bool:
+        """Run the job in the calling thread (a Celery task's), with the monitor watching
+        it as it watches the pool's; False when the start claim failed (the session was
+        started, finished or removed before: a task delivered twice does nothing)."""
+        self.start()
+        return self._run(session_id, kind, params)
+
+    def queued(self) -> list[str]:
+        """Sessions this process has queued and not yet started (their queued heartbeat)."""
+        with self._lock:
+            return list(self._queued)
+
+    def _run(self, session_id: str, kind: JobKind, params: pydantic.BaseModel) -> bool:
         context = RunContext(self.repository, session_id, flush_interval=self.flush_interval,
                              max_log_entries=self.max_log_entries)
         with self._lock:
             self._queued.discard(session_id)
             if self._closing:
-                return                          # shutdown finishes queued sessions itself
+                return False                    # shutdown finishes queued sessions itself
         try:
+            # The start is the claim: whoever moves pending -> running runs the job.
             retrying(lambda: self.repository.start(session_id, worker_id=self.identity.worker_id), deadline=self.deadline(),
                      what=f"start session {session_id}")
         except (InvalidTransition, SessionNotFound):
-            return                              # cancelled or removed while queued
+            return False                        # cancelled, removed, or started by someone else
         # Watched only once it is running: the monitor takes any other state to mean
         # "finalized elsewhere" and would abandon a session that is still starting.
         with self._lock:
@@ -143,7 +152,7 @@ class Runner:
                 self._active[session_id] = context
         if closing:
             self._finish_unstarted(session_id, "the server shut down before the job started", self.deadline())
-            return
+            return True
         try:
             context.meta(runner=self.identity.as_meta())
             context.log("info", f"started by {self.identity.worker_id}", kind=kind.name)
@@ -155,6 +164,7 @@ class Runner:
                 self._active.pop(session_id, None)
                 self._stop_asked_at.pop(session_id, None)
                 self._drained.notify_all()
+        return True
 
     def _execute(self, context: RunContext, kind: JobKind, params) -> None:
         result, error = None, None
