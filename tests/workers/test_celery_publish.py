@@ -63,3 +63,33 @@ def test_the_celery_executor_refuses_what_cannot_work(tmp_path, settings, variab
     with pytest.raises(ConfigurationError) as refused:
         create_app(config)
     assert str(refused.value).startswith(f"{variable}:") and "\n" not in str(refused.value)
+
+
+def test_a_task_whose_store_is_unreachable_runs_again_later(tmp_path, monkeypatch):
+    """Acknowledging it would strand its session ``pending``: Celery retries it instead."""
+    from sqlalchemy.exc import OperationalError
+
+    app = celery_app_on(tmp_path, "redis://127.0.0.1:6379/0")
+    try:
+        executor = app.extensions[RUNNER_KEY]
+        session = app.extensions["runboard"].create(kind="monte_carlo", owner="o", params={"iterations": 10})
+
+        def unreachable(session_id):
+            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+        monkeypatch.setattr(executor.repository, "get", unreachable)
+        retried = []
+
+        class Retry(Exception):
+            pass
+
+        def retry(**options):
+            retried.append(options)
+            return Retry()
+        monkeypatch.setattr(executor.task, "retry", retry)
+        with pytest.raises(Retry):
+            executor.task.run(session.id)
+        assert retried == [{"countdown": 5, "max_retries": None}]
+        monkeypatch.undo()
+        assert app.extensions["runboard"].get(session.id).state.value == "pending"
+    finally:
+        close_repository(app)

@@ -33,12 +33,14 @@ from repositories.states import State
 
 from .executor import Executor
 from .identity import VERSION, WorkerIdentity, rss_bytes
-from .retry import describe
+from .retry import describe, is_store_failure
 from .runner import ERROR_LIMIT, Runner
 
 log = logging.getLogger("runboard.runner")
 TASK_NAME = "runboard.run_session"
 #: How long a web request may spend publishing before the session is failed instead.
+#: How soon a task whose session could not be read or started (store down) runs again.
+STORE_RETRY_SECONDS = 5
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
@@ -74,7 +76,16 @@ class CeleryExecutor(Executor):
 
         @self.celery.task(name=TASK_NAME, bind=True)
         def run_session(task, session_id: str) -> None:
-            self.run(session_id, hostname=task.request.hostname or self.identity.worker_id)
+            try:
+                self.run(session_id, hostname=task.request.hostname or self.identity.worker_id)
+            except Exception as exc:
+                if not is_store_failure(exc):
+                    raise
+                # The session could not even be started: try again later rather than ack
+                # a task whose session would then wait for ever.
+                log.warning("session %s: store unreachable (%s); the task runs again in %ds",
+                            session_id, describe(exc), STORE_RETRY_SECONDS)
+                raise task.retry(countdown=STORE_RETRY_SECONDS, max_retries=None) from None
 
         self.task = run_session
         _connect_worker_signals(self)
