@@ -186,15 +186,21 @@ class Client:
 
     # -- runs ------------------------------------------------------------------------
     def track(self, kind: str, *, label: str = "", owner: Optional[str] = None,
-              params: Optional[dict] = None, meta: Optional[dict] = None) -> Run:
-        """Create and start a session; use the ``Run`` as a context manager."""
+              params: Optional[dict] = None, meta: Optional[dict] = None, worker_id: Optional[str] = None,
+              idempotency_key: Optional[str] = None) -> Run:
+        """Create and start a session; use the ``Run`` as a context manager.
+
+        ``worker_id`` overrides the client's for this session's ``start``.
+        ``idempotency_key`` fixes the creation's key (random by default): a ``track`` with
+        the same key and the same arguments, on the same token within 24 hours, from any
+        process, reports on the session the first one created."""
         body: Dict[str, Any] = {"kind": kind, "label": label}
         for name, value in (("owner", owner), ("params", params), ("meta", meta)):
             if value is not None:
                 body[name] = value
         run = Run(self, None)
-        run.enqueue(Op("create", body))
-        run.enqueue(Op("start", {"worker_id": self.worker_id}))
+        run.enqueue(Op("create", body, idempotency_key))
+        run.enqueue(Op("start", {"worker_id": worker_id or self.worker_id}))
         return self._begin(run)
 
     def attach(self, session_id: str) -> Run:
