@@ -157,11 +157,12 @@ def bare_figure(deployment: Deployment, jobs: int, broker: str, tracked: bool) -
     the store's last ``finished_at`` when tracked: the session is the job's end)."""
     queue = f"bench-bare-{uuid.uuid4().hex[:6]}"
     env = {**deployment.env, "BENCH_BROKER": broker, "BENCH_QUEUE": queue, "BENCH_TRACK": "1" if tracked else "0",
-           "RUNBOARD_URL": deployment.url, "RUNBOARD_TOKEN": TOKEN}
+           "RUNBOARD_URL": deployment.url, "RUNBOARD_TOKEN": TOKEN,
+           "PYTHONPATH": os.pathsep.join((str(WORK), str(ROOT)))}
     deployment.worker(["-A", "celery_bare"], cwd=WORK, env=env, hostname="bare")
     sys.modules.pop("celery_bare", None)
     os.environ.update({"BENCH_BROKER": broker, "BENCH_QUEUE": queue})
-    sys.path.insert(0, str(WORK))
+    sys.path[:0] = [str(WORK), str(ROOT)]
     import celery_bare
     times = redis.Redis.from_url(broker)
     key = queue + ":times"
