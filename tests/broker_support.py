@@ -53,8 +53,8 @@ def require(host: str, port: int, name: str) -> None:
 
 def free_port_url(scheme: str, *, password: str) -> str:
     """A broker URL where nothing listens: every publish to it fails."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    from gunicorn_support import free_port
+
+    port = free_port()
     return (f"redis://:{password}@127.0.0.1:{port}/0" if scheme == "redis"
             else f"amqp://guest:{password}@127.0.0.1:{port}//")

@@ -44,7 +44,7 @@ from celery import states as celery_states
 
 from . import _current_run
 from .client import Client, Run, summary
-from .handler import OWN_LOGGERS, extra_fields, level_of
+from .handler import OWN_LOGGERS, extra_fields, level_of, message_of
 from .reporting import Op
 
 log = logging.getLogger("runboard")
@@ -385,13 +385,7 @@ class _Router(logging.Handler):
             return                             # reentered (an error printed to stdout), or seen on the other logger
         local.busy, local.last = True, record
         try:
-            message = record.getMessage()
-            if record.exc_info:
-                message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
-            elif record.exc_text:
-                message = f"{message}\n{record.exc_text}"
-            if record.stack_info:
-                message = f"{message}\n{record.stack_info}"
+            message = message_of(record)
             fields = extra_fields(record)
             for name in CELERY_FIELDS:         # Celery's TaskFormatter adds them; the session is the task
                 fields.pop(name, None)

@@ -39,6 +39,18 @@ def extra_fields(record: logging.LogRecord) -> Dict[str, Any]:
     return fields
 
 
+def message_of(record: logging.LogRecord) -> str:
+    """The record's message with its traceback and stack, as one log entry's text."""
+    message = record.getMessage()
+    if record.exc_info:
+        message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
+    elif record.exc_text:
+        message = f"{message}\n{record.exc_text}"
+    if record.stack_info:
+        message = f"{message}\n{record.stack_info}"
+    return message
+
+
 class LogHandler(logging.Handler):
     """Turns records into entries of ``run``'s log: level mapped, ``getMessage()`` with
     the exception's traceback appended, ``extra`` fields kept as ``fields``."""
@@ -51,13 +63,6 @@ class LogHandler(logging.Handler):
         if record.name.split(".", 1)[0] in OWN_LOGGERS:
             return
         try:
-            message = record.getMessage()
-            if record.exc_info:
-                message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
-            elif record.exc_text:
-                message = f"{message}\n{record.exc_text}"
-            if record.stack_info:
-                message = f"{message}\n{record.stack_info}"
-            self.run.log(level_of(record.levelno), message, **extra_fields(record))
+            self.run.log(level_of(record.levelno), message_of(record), **extra_fields(record))
         except Exception:                      # noqa: BLE001 - logging must never break the job
             self.handleError(record)

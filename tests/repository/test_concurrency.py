@@ -6,12 +6,12 @@ import multiprocessing
 import random
 import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 
 import process_workers
+from race_support import run_together
 from repositories.errors import InvalidTransition, SessionNotFound
 from repositories.records import utcnow
 from repositories.states import State
@@ -19,16 +19,6 @@ from repositories.states import State
 THREADS = 8
 
 
-def run_together(*jobs):
-    """Start every job on one barrier and return their results (re-raising any error)."""
-    barrier = threading.Barrier(len(jobs))
-
-    def released(job):
-        barrier.wait(timeout=30)
-        return job()
-
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return [f.result(timeout=120) for f in [pool.submit(released, job) for job in jobs]]
 
 
 def assert_snapshot_shows_each_session_once(snapshot, must_contain):

@@ -5,14 +5,13 @@ races start on a barrier; nothing sleeps."""
 from __future__ import annotations
 
 import random
-import threading
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 
+from race_support import run_together
 from repositories.errors import InvalidTransition
 from repositories.states import RUNNER_LOST, State
 
@@ -20,16 +19,6 @@ TIMEOUT = timedelta(seconds=60)
 RUNNER_KINDS = ("batch", "monte_carlo")
 
 
-def run_together(*jobs):
-    """Start every job on one barrier and return their results (re-raising any error)."""
-    barrier = threading.Barrier(len(jobs))
-
-    def released(job):
-        barrier.wait(timeout=30)
-        return job()
-
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return [f.result(timeout=120) for f in [pool.submit(released, job) for job in jobs]]
 
 
 def counts(repo):

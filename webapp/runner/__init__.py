@@ -24,10 +24,7 @@ def install_runner(app: Flask, repository, settings, kinds: tuple[JobKind, ...])
 
         app.extensions[RUNNER_KEY] = CeleryExecutor(app, repository, registry, settings)
         return
-    app.extensions[RUNNER_KEY] = Runner(repository, registry, threads=settings.runner_threads,
-                                        stop_grace=settings.stop_grace,
-                                        heartbeat_timeout=settings.heartbeat_timeout,
-                                        max_log_entries=settings.max_log_entries)
+    app.extensions[RUNNER_KEY] = Runner.configured(repository, registry, settings, threads=settings.runner_threads)
 
 
 def get_runner() -> Executor:

@@ -34,7 +34,7 @@ from repositories.states import State
 from .executor import Executor
 from .identity import VERSION, WorkerIdentity, rss_bytes
 from .retry import describe, is_store_failure
-from .runner import ERROR_LIMIT, Runner
+from .runner import ERROR_LIMIT, Runner, heartbeat_interval
 
 log = logging.getLogger("runboard.runner")
 TASK_NAME = "runboard.run_session"
@@ -148,12 +148,10 @@ class CeleryExecutor(Executor):
         with self._lock:
             runner = self._runners.get(os.getpid())
             if runner is None:
-                settings = self.settings
                 identity = WorkerIdentity(hostname, self.identity.host, os.getpid(), VERSION,
                                           datetime.now(timezone.utc))
-                runner = Runner(self.repository, self.kinds, threads=0, stop_grace=settings.stop_grace,
-                                heartbeat_timeout=settings.heartbeat_timeout,
-                                max_log_entries=settings.max_log_entries, identity=identity, registers=False)
+                runner = Runner.configured(self.repository, self.kinds, self.settings, threads=0,
+                                           identity=identity, registers=False)
                 self._runners[os.getpid()] = runner
             return runner
 
@@ -195,8 +193,7 @@ class WorkerBeat(threading.Thread):
     def __init__(self, executor: CeleryExecutor, hostname: str):
         super().__init__(name="runboard-celery-beat", daemon=True)
         self.executor, self.hostname = executor, hostname
-        timeout = executor.settings.heartbeat_timeout.total_seconds()
-        self.interval = max(min(timeout / 4, 15.0), 0.2)
+        self.interval = heartbeat_interval(executor.settings.heartbeat_timeout)
         self._halt = threading.Event()
 
     def run(self) -> None:

@@ -41,6 +41,12 @@ log = logging.getLogger("runboard.runner")
 ERROR_LIMIT = 500
 
 
+def heartbeat_interval(timeout: timedelta) -> float:
+    """How often a process heartbeats its jobs and itself: four times per timeout, at most
+    every 15 s, so one or two lost writes never look like a dead process."""
+    return max(min(timeout.total_seconds() / 4, 15.0), 0.2)
+
+
 def summary(exc: BaseException) -> str:
     """One line for the session's ``error``: the exception's type and first line."""
     text = str(exc).strip().splitlines()
@@ -64,7 +70,7 @@ class Runner(Executor):
         self.registers = registers
         self.stop_grace = stop_grace.total_seconds()
         self.heartbeat_timeout = heartbeat_timeout.total_seconds()
-        self.heartbeat_interval = max(min(heartbeat_timeout.total_seconds() / 4, 15.0), 0.2)
+        self.heartbeat_interval = heartbeat_interval(heartbeat_timeout)
         self.flush_interval = flush_interval
         self.max_log_entries = max_log_entries
         self._threads = threads
@@ -78,6 +84,15 @@ class Runner(Executor):
         self._closing = False
         self._started = False
         self._monitor = None
+
+    @classmethod
+    def configured(cls, repository: SessionRepository, kinds: KindRegistry, settings, *, threads: int,
+                   **options) -> "Runner":
+        """A runner with the settings' grace, heartbeat timeout and log cap: the thread
+        pool's and each Celery pool process's."""
+        return cls(repository, kinds, threads=threads, stop_grace=settings.stop_grace,
+                   heartbeat_timeout=settings.heartbeat_timeout, max_log_entries=settings.max_log_entries,
+                   **options)
 
     # -- submission ----------------------------------------------------------------
     def submit(self, session_id: str, kind: JobKind, params: pydantic.BaseModel) -> None:
