@@ -1,6 +1,6 @@
 """A bare Celery application doing ``celery_jobs.work`` per task, for ``bench/celery.py``:
 untracked, or (``BENCH_TRACK=1``) tracked with ``runboard.celery.track_tasks``.  Each task
-appends ``[published, started, ended]`` (``time.time()``) to a Redis list, which is how the
+appends ``[published, started, ended, task id]`` (``time.time()``) to a Redis list, which is how the
 benchmark knows when the last one ended without a result backend."""
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1, task_ignore_r
 _times = redis.Redis.from_url(os.environ["BENCH_BROKER"])
 
 
-@app.task(name="bench.short_task")
-def short_task(published: float) -> dict:
+@app.task(name="bench.short_task", bind=True)
+def short_task(self, published: float) -> dict:
     started = time.time()
     value = work()
-    _times.rpush(os.environ["BENCH_QUEUE"] + ":times", json.dumps([published, started, time.time()]))
+    _times.rpush(os.environ["BENCH_QUEUE"] + ":times", json.dumps([published, started, time.time(), self.request.id]))
     return {"value": value}
 
 
