@@ -5,8 +5,10 @@ One sitting against one gunicorn (the project's config, SQLite):
 * the cost of one buffered ``run.progress()`` and ``run.log()`` call inside a job's loop
   against the same loop doing nothing; target ≤ 5 µs per call (and, without a target, a
   ``log()`` call while the sender thread delivers meanwhile, sharing the job's GIL);
+* the CPU the job's process spends per tracked session that reports nothing (create,
+  start, finish), without a target;
 * the entries per second the client delivers (from the first ``log()`` to the end of the
-  final flush) against a plain loop posting 1,000-entry batches with httpx, the same
+  final flush) against a plain loop posting 1,000-entry batches with urllib3, the same
   HTTP library; target ≥ 80 %.
 
     python bench/client.py              # 200,000 calls per figure, 3 rounds, alternately
@@ -27,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+import urllib3
 
 ROOT = Path(os.environ.get("RUNBOARD_BENCH_ROOT") or Path(__file__).resolve().parents[1])
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -111,22 +114,37 @@ def streaming(client: runboard.Client, n: int) -> tuple[float, float]:
     return spent / n * 1e6, n / delivered
 
 
+def session_cost(client: runboard.Client, n: int) -> float:
+    """ms of this process's CPU (the job's thread, the sender and the finishing threads) per
+    tracked session that reports nothing: create, start and finish, three requests — what
+    a Celery pool process pays per tracked task on top of the task."""
+    started = time.process_time()
+    for _ in range(n):
+        with client.track("bench.session", label="empty"):
+            pass
+    return (time.process_time() - started) / n * 1000
+
+
 def plain_loop(url: str, n: int) -> float:
-    """Seconds for httpx alone to post ``n`` entries in 1,000-entry batches to a session."""
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
-        session = http.post("/api/v1/sessions", json={"kind": "bench.plain"}).json()["id"]
-        http.post(f"/api/v1/sessions/{session}/start")
-        started = time.perf_counter()
-        for first in range(0, n, BATCH):
-            at = datetime.now(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
-            body = {"entries": [{"level": "info", "message": "a line of output", "fields": {"i": i}, "at": at}
-                                for i in range(first, min(first + BATCH, n))]}
-            response = http.post(f"/api/v1/sessions/{session}/logs", content=json.dumps(body),
-                                 headers={"Content-Type": "application/json"})
-            assert response.status_code == 201, response.text
-        elapsed = time.perf_counter() - started
-        http.post(f"/api/v1/sessions/{session}/finish", json={"state": "completed"})
+    """Seconds for urllib3 alone (the client's HTTP library) to post ``n`` entries in
+    1,000-entry batches to a session."""
+    http = urllib3.connection_from_url(url, timeout=60)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    def post(path: str, body: dict) -> urllib3.BaseHTTPResponse:
+        return http.urlopen("POST", path, body=json.dumps(body), headers=headers)
+    session = post("/api/v1/sessions", {"kind": "bench.plain"}).json()["id"]
+    post(f"/api/v1/sessions/{session}/start", {})
+    started = time.perf_counter()
+    for first in range(0, n, BATCH):
+        at = datetime.now(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+        response = post(f"/api/v1/sessions/{session}/logs",
+                        {"entries": [{"level": "info", "message": "a line of output", "fields": {"i": i}, "at": at}
+                                     for i in range(first, min(first + BATCH, n))]})
+        assert response.status == 201, response.data
+    elapsed = time.perf_counter() - started
+    post(f"/api/v1/sessions/{session}/finish", {"state": "completed"})
+    http.close()
     return elapsed
 
 
@@ -142,11 +160,13 @@ def main() -> None:
         server = Server(Path(workdir))
         try:
             client = runboard.Client(server.url, TOKEN, flush_timeout=600, max_buffered_logs=100_000)
-            progress, logs, busy, client_rate, plain_rate = [], [], [], [], []
+            progress, logs, busy, client_rate, plain_rate, sessions = [], [], [], [], [], []
             for what in ("progress", "log"):   # warm-up, not counted: the first slices of a
                 buffered_call(client, what, 10 * BATCH)   # path ran at twice the cost of later ones
             plain_loop(server.url, 10 * BATCH)
+            session_cost(client, 50)
             for _ in range(rounds):
+                sessions.append(session_cost(client, n // 200))
                 progress.append(buffered_call(client, "progress", n))
                 logs.append(buffered_call(client, "log", n))
                 cost, rate = streaming(client, n)
@@ -168,8 +188,10 @@ def main() -> None:
     print(f"log() µs per buffered call beyond an empty loop:      {figures(logs)} — target ≤ 5: "
           f"{verdict(statistics.median(logs) <= 5)}")
     print(f"log() µs per call while the sender delivers (no target): {figures(busy)}")
+    print(f"CPU ms of the job's process per tracked session (create, start, finish; no target): "
+          f"{figures(sessions)}")
     print(f"delivered entries/s: client median {statistics.median(client_rate):,.0f}, "
-          f"plain httpx loop median {statistics.median(plain_rate):,.0f}")
+          f"plain urllib3 loop median {statistics.median(plain_rate):,.0f}")
     print(f"client / plain loop: {', '.join(f'{r:.0%}' for r in ratio)} — target ≥ 80 %: "
           f"{verdict(statistics.median(ratio) >= 0.8)}")
 

@@ -153,9 +153,8 @@ def _names(patterns: Iterable[str]) -> Iterable[str]:
 
 def _copy_of(client: Client) -> Client:
     """A client to the same server with the same token and settings, for a forked child."""
-    http = client._transport._http
-    token = http.headers["Authorization"].split(" ", 1)[1]
-    return Client(client.url, token, timeout=http.timeout, flush_timeout=client.flush_timeout,
+    transport = client._transport
+    return Client(client.url, transport.token, timeout=transport.timeout, flush_timeout=client.flush_timeout,
                   flush_interval=client.flush_interval, heartbeat_interval=client.heartbeat_interval,
                   stop_poll=client.stop_poll, max_buffered_logs=client.max_buffered_logs,
                   spool_dir=str(client.spool_dir))

@@ -1,7 +1,7 @@
 """``LogHandler``: the standard ``logging`` records of a job as its session's log entries.
 
-The records of the client's own machinery (``runboard``, and ``httpx``/``httpcore``, which
-log each request) are left out: sending them would report the reporting, and every
+The records of the client's own machinery (``runboard``, and ``urllib3``, which logs each
+connection) are left out: sending them would report the reporting, and every
 delivered batch would make another.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 #: The attributes every ``LogRecord`` has; anything else on a record came from ``extra``.
 STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
-OWN_LOGGERS = ("runboard", "httpx", "httpcore")
+OWN_LOGGERS = ("runboard", "urllib3")
 
 
 def level_of(levelno: int) -> str:

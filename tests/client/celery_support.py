@@ -102,7 +102,7 @@ def logs():
     logger.info("hello from the task", extra={"rows": 12})
     task_logger.warning("the task logger says %s", "hi")
     logging.getLogger("celery.worker.consumer").warning("celery machinery, not the task's")
-    logging.getLogger("httpx").warning("the client's machinery, not the task's")
+    logging.getLogger("urllib3").warning("the client's machinery, not the task's")
     print("a printed line")
 
 
