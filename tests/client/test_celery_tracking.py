@@ -203,21 +203,22 @@ def tracked_app(server, token):
     signals, the logging router and the registry are as before."""
     import runboard
     from runboard import celery as rbcelery
+    from runboard.celery import process, receivers, routing
     client = runboard.Client(server.base_url, token)
     app = celery.Celery("inproc", set_as_current=False)
     app.conf.update(task_ignore_result=True)
-    before = dict(rbcelery._trackings)
+    before = dict(process.trackings)
     try:
         yield app, client, rbcelery
     finally:
         client.close()
-        rbcelery._trackings.clear()
-        rbcelery._trackings.update(before)
+        process.trackings.clear()
+        process.trackings.update(before)
         if not before:
-            for signal, receiver in rbcelery._RECEIVERS:
+            for signal, receiver in receivers.RECEIVERS:
                 signal.disconnect(receiver, dispatch_uid=f"runboard.celery.{receiver.__name__}")
             for name in ("", "celery.task"):
-                logging.getLogger(name).removeHandler(rbcelery._router)
+                logging.getLogger(name).removeHandler(routing.router)
 
 
 def trace(task, task_id: str, *args, errors: list):
@@ -270,28 +271,31 @@ def test_current_run_is_none_outside_a_task_and_each_thread_sees_its_own(server,
 
 
 def test_include_exclude_and_kind_normalisation(tracked_app):
+    from runboard.celery import process
+    from runboard.celery.results import result_of
     app, client, rbcelery = tracked_app
     rbcelery.track_tasks(app, client, include=["proj.*", "celery.chord_unlock"], exclude=["proj.secret*"])
-    tracking = rbcelery._trackings[id(app)]
+    tracking = process.trackings[id(app)]
     assert tracking.tracks("proj.tasks.add") and tracking.tracks("celery.chord_unlock")
     assert not tracking.tracks("proj.secret.key") and not tracking.tracks("other.task")
     rbcelery.track_tasks(app, client)                    # a second call replaces the settings
     assert tracking.tracks("other.task") and not tracking.tracks("celery.backend_cleanup")
     assert rbcelery.kind_of("Proj.Tasks.Send Mail!") == "proj.tasks.send_mail"
     assert rbcelery.kind_of("***") == "task" and len(rbcelery.kind_of("x" * 100)) == 64
-    assert rbcelery.result_of({"a": 1}) == {"a": 1}
-    assert rbcelery.result_of((1, 2)) == {"value": (1, 2)}                 # sent as a JSON array
-    assert rbcelery.result_of({"a": float("nan")}) == {"value": "{'a': nan}"}
-    assert rbcelery.result_of(b"raw") == {"value": "b'raw'"}
+    assert result_of({"a": 1}) == {"a": 1}
+    assert result_of((1, 2)) == {"value": (1, 2)}                 # sent as a JSON array
+    assert result_of({"a": float("nan")}) == {"value": "{'a': nan}"}
+    assert result_of(b"raw") == {"value": "b'raw'"}
 
 
 def test_a_client_given_is_copied_in_another_process_and_a_factory_is_called_per_process(server, token, tracked_app):
     import runboard
+    from runboard.celery import process
     app, client, rbcelery = tracked_app
     given = runboard.Client(server.base_url, token, flush_timeout=3.0, heartbeat_interval=2.0)
     try:
         rbcelery.track_tasks(app, given)
-        tracking = rbcelery._trackings[id(app)]
+        tracking = process.trackings[id(app)]
         assert tracking.client() is given                        # the process that called track_tasks
         tracking.forked()
         tracking.source_pid = -1                                 # as in a forked pool child
