@@ -1,9 +1,7 @@
 """The client's transport: Runboard's JSON API over urllib3.
 
-urllib3 rather than httpx: a job's process pays the client's CPU for every request, and
-urllib3 spent about a millisecond less per request on this project's machine, which is
-what a Celery pool process running short tracked tasks one after another waits on (see
-docs/benchmarks.md, "Celery").
+urllib3 rather than httpx: the client's share of every request is spent in the job's own
+process, and urllib3 spends well under half of httpx's (docs/benchmarks.md, "Celery").
 
 Every write carries an ``Idempotency-Key`` fixed when its request was formed, and its body
 is encoded once: a retry is byte for byte the first attempt, so the server answers it from
@@ -148,9 +146,8 @@ class Answer:
 
 
 class HttpTransport(Transport):
-    """One connection pool to the server, shared by the job's threads, the sender and
-    the finishing threads; urllib3's own retries are off (the core retries, with the same
-    key)."""
+    """One connection pool to the server, shared by the job's threads and the sender;
+    urllib3's own retries are off (the core retries, with the same key)."""
 
     def __init__(self, url: str, token: str, *, timeout: float = 10.0):
         self.url = url.rstrip("/")
