@@ -37,6 +37,9 @@ PATHS = {
 
 
 OPTIONS = orjson.OPT_NON_STR_KEYS
+#: Connections kept open to the server: one per thread that sends at the same moment (the
+#: sender, jobs flushing or finishing); beyond it urllib3 opens extra ones and closes them.
+POOL_SIZE = 32
 
 
 def _jsonable(value: Any) -> Any:
@@ -155,7 +158,7 @@ class HttpTransport(Transport):
         self._prefix = urlsplit(self.url).path
         self._headers = {"Authorization": f"Bearer {token}", "User-Agent": f"runboard-client/{__version__}"}
         self._pool = urllib3.connection_from_url(
-            self.url, maxsize=8, retries=False, timeout=urllib3.Timeout(connect=timeout, read=timeout))
+            self.url, maxsize=POOL_SIZE, retries=False, timeout=urllib3.Timeout(connect=timeout, read=timeout))
 
     def close(self) -> None:
         self._pool.close()
