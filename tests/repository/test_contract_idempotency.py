@@ -88,7 +88,10 @@ def test_a_key_expires_after_its_lifetime(repo, clock):
     clock.advance(hours=23)
     assert answered(repo, "d1", "body-a") == Replay(200, "{}")
     clock.advance(hours=1, seconds=1)
-    assert answered(repo, "d1", "body-b") is None
+    assert answered(repo, "d1", "body-b", 201, '{"again": 1}') is None
+    assert answered(repo, "d1", "body-b") == Replay(201, '{"again": 1}')   # the expired claim was replaced
+    with pytest.raises(IdempotencyKeyReused):
+        answered(repo, "d1", "body-a")
 
 
 def test_keys_go_with_their_session_and_expired_ones_with_the_cleanup(repo, clock):
