@@ -13,9 +13,10 @@ a and b, ``apply_async`` for c and d), jobs / (last end - first submission).  La
 paced run of ``--paced`` jobs at ``--rate`` per second, below every figure's capacity (in a
 burst, queue->running is only the backlog over the throughput), submission to running: the
 store's ``started_at - created_at`` for a and b, publication to the task's first line for
-c, publication to its session's ``started_at`` for d.  Targets: (b) >= 50 % of (c), (d) >= 50 % of (c), p50
-queue-to-running < 100 ms.  Everything lives in a scratch directory, SQLite stores, and
-queue names of its own on Redis database 15 at 127.0.0.1:6379 (``--broker``).
+c, publication to its session's ``started_at`` for d.  Targets: (b) >= 50 % of (c),
+(d) >= 50 % of (c), p50 queue-to-running < 100 ms.  Everything lives in a scratch
+directory, SQLite stores, and queue names of its own on Redis database 15 at
+127.0.0.1:6379 (``--broker``).
 """
 from __future__ import annotations
 
