@@ -1,4 +1,5 @@
-"""Security headers on every response and hardened session-cookie defaults.
+"""Security headers on every response, hardened session-cookie defaults, and the session
+cookie kept to the admin panel.
 
 Every answer but the static files is ``Cache-Control: no-store``: pages and API answers
 carry sessions, logs and CSRF tokens that no browser or shared cache should keep (the
@@ -6,6 +7,7 @@ live refresh revalidates with its own ``If-None-Match``, not the browser cache).
 from __future__ import annotations
 
 from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wsgi import LimitedStream
 
@@ -21,6 +23,7 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-
 def install_security(app: Flask, *, secure_cookies: bool) -> None:
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=secure_cookies)
+    app.session_interface = PanelSessions()
 
     common = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
               ("Referrer-Policy", "no-referrer"), ("Cross-Origin-Opener-Policy", "same-origin")]
@@ -40,6 +43,22 @@ def install_security(app: Flask, *, secure_cookies: bool) -> None:
             response.headers["Cache-Control"] = "no-store"
         return response
 
+
+class PanelSessions(SecureCookieSessionInterface):
+    """The signed session cookie belongs to the admin panel (its login, CSRF token and
+    flashes).  Every other request — the bearer-token JSON API, ``/healthz`` — neither
+    reads nor sets it: they get Flask's null session, which refuses writes, and building
+    the cookie's signer on each of them was a tenth of a progress report's time
+    (docs/benchmarks.md)."""
+
+    def open_session(self, app, request):
+        if request.path == PANEL or request.path.startswith(PANEL + "/"):
+            return super().open_session(app, request)
+        return self.make_null_session(app)
+
+
+#: The panel's URL prefix (``webapp/admin``'s blueprint).
+PANEL = "/admin"
 
 
 class DrainUnreadBody:

@@ -127,3 +127,17 @@ def test_a_busy_panel_session_still_ends_at_its_absolute_lifetime(clocked):
         assert panel.opens_overview()
     finally:
         panel.close()
+
+
+def test_only_the_panel_reads_or_sets_the_session_cookie(server, panel):
+    """The JSON API and /healthz get Flask's null session: no Set-Cookie, whatever cookie
+    comes along, and a panel cookie sent to the API neither logs anyone in nor changes."""
+    assert panel.csrf() and panel.http.cookies.get("session")       # the panel set its cookie
+    assert panel.login().status_code == 302 and panel.opens_overview()
+    cookie = panel.http.cookies.get("session")
+    for method, path in (("GET", "/healthz"), ("GET", "/api/v1/sessions"), ("POST", "/api/v1/sessions")):
+        answer = panel.http.request(method, path, json={"kind": "probe.cookie"} if method == "POST" else None)
+        assert "set-cookie" not in {k.lower() for k in answer.headers}, (path, answer.headers)
+        if path.startswith("/api"):
+            assert answer.status_code == 401                     # the cookie is not a bearer token
+    assert panel.http.cookies.get("session") == cookie and panel.opens_overview()
