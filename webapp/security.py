@@ -15,6 +15,9 @@ from werkzeug.wsgi import LimitedStream
 #: (above nginx's 11 MiB ``client_max_body_size``, so every body nginx forwards).
 DRAIN_LIMIT = 16 * 1024 * 1024
 
+#: The admin panel's URL prefix (its blueprint's, ``webapp/admin``): the session cookie's only users.
+PANEL = "/admin"
+
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
             "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
@@ -47,18 +50,13 @@ def install_security(app: Flask, *, secure_cookies: bool) -> None:
 class PanelSessions(SecureCookieSessionInterface):
     """The signed session cookie belongs to the admin panel (its login, CSRF token and
     flashes).  Every other request — the bearer-token JSON API, ``/healthz`` — neither
-    reads nor sets it: they get Flask's null session, which refuses writes, and building
-    the cookie's signer on each of them was a tenth of a progress report's time
-    (docs/benchmarks.md)."""
+    reads nor sets it: they get Flask's null session, which refuses writes, and pay
+    nothing for a cookie they never use (docs/benchmarks.md)."""
 
     def open_session(self, app, request):
         if request.path == PANEL or request.path.startswith(PANEL + "/"):
             return super().open_session(app, request)
         return self.make_null_session(app)
-
-
-#: The panel's URL prefix (``webapp/admin``'s blueprint).
-PANEL = "/admin"
 
 
 class DrainUnreadBody:

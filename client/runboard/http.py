@@ -1,7 +1,7 @@
 """The client's transport: Runboard's JSON API over urllib3.
 
 urllib3 rather than httpx: the client's share of every request is spent in the job's own
-process, and urllib3 spends well under half of httpx's (docs/benchmarks.md, "Celery").
+process, and urllib3's is the smaller (docs/benchmarks.md, "Celery").
 
 Every write carries an ``Idempotency-Key`` fixed when its request was formed, and its body
 is encoded once: a retry is byte for byte the first attempt, so the server answers it from

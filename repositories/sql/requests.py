@@ -44,19 +44,18 @@ def _claim(dialect: str):
 
 
 CLAIM = _claim("postgresql")
-LIVE = select(requests.c.fingerprint, requests.c.status, requests.c.body).where(
-    requests.c.digest == bindparam("p_digest"), requests.c.expires_at > bindparam("p_now"))
+LIVE = CLAIMED.where(requests.c.expires_at > bindparam("p_now"))
 
 
-def _kept(dialect: str):
-    """The claim with its answer in one statement, over an expired one of the same digest."""
+def _kept():
+    """SQLite: the claim with its answer in one statement, over an expired one of the same digest."""
     names = ("digest", "fingerprint", "created_at", "expires_at", "status", "body", "session_id")
-    insert = dialect_insert(dialect, requests).values(**{name: bindparam(name) for name in names})
+    insert = dialect_insert("sqlite", requests).values(**{name: bindparam(name) for name in names})
     return insert.on_conflict_do_update(index_elements=["digest"],
                                         set_={name: getattr(insert.excluded, name) for name in names[1:]})
 
 
-KEPT = _kept("sqlite")
+KEPT = _kept()
 
 
 class SqlRequests:

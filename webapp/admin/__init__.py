@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, redirect, url_for
 
-bp = Blueprint("admin", __name__, url_prefix="/admin")
+from ..security import PANEL
+
+bp = Blueprint("admin", __name__, url_prefix=PANEL)
 
 
 def install_admin(app: Flask) -> None:
