@@ -138,8 +138,9 @@ class Transactions:
     statements are Core statements run through ``compiled.Cursor``.  ``write`` takes
     SQLite's write lock at BEGIN; ``snapshot`` makes several SELECTs see one consistent
     state (SQLite: a read transaction, in WAL a point-in-time view; PostgreSQL: read-only
-    REPEATABLE READ).  A plain read begins nothing on SQLite, so each of its statements is
-    its own snapshot, as under PostgreSQL's READ COMMITTED.
+    REPEATABLE READ).  A plain read begins no transaction on either store, so each of its
+    statements is its own snapshot (as it would be under PostgreSQL's READ COMMITTED) and a
+    lookup by id on PostgreSQL is one round trip, not BEGIN, SELECT and COMMIT.
 
     SQLite admits one writer.  Writers queue on ``WriterQueue`` rather than in SQLite's
     busy handler, which polls with sleeps of up to 100 ms and turns contention into long
@@ -154,6 +155,10 @@ class Transactions:
         self._open = threading.local()         # this thread's open write transaction, if any
         sqlite = engine.dialect.name == "sqlite"
         self._writer = WriterQueue(engine.url.database) if sqlite else contextlib.nullcontext()
+        # psycopg begins a transaction before a connection's first statement unless it is
+        # in autocommit; a plain read switches that on for its checkout (sqlite3's own
+        # BEGIN is off already, see _sqlite_on_connect).
+        self._plain_reads_autocommit = not sqlite
         if sqlite:
             self._begin = {(True, False): "BEGIN IMMEDIATE", (True, True): "BEGIN IMMEDIATE",
                            (False, True): "BEGIN", (False, False): None}
@@ -183,7 +188,10 @@ class Transactions:
             except self._driver_error as exc:
                 raise self._wrapped(exc, None) from exc
             cursor = None
+            autocommit = self._plain_reads_autocommit and not write and not snapshot
             try:
+                if autocommit:
+                    connection.driver_connection.autocommit = True
                 cursor = Cursor(connection.cursor(), self.plans)
                 begin = self._begin.get((write, snapshot))
                 if begin is not None:
@@ -202,6 +210,9 @@ class Transactions:
             finally:
                 if write:
                     self._open.cursor = self._open.after = None
+                driver = connection.driver_connection          # None once invalidated
+                if autocommit and driver is not None and not driver.closed:
+                    driver.autocommit = False      # as the pool's other users expect
                 connection.close()     # back to the pool (a discarded one is replaced)
 
     def close(self) -> None:
