@@ -12,8 +12,6 @@ SQLite needs two adjustments to be a safe multi-threaded, multi-process store:
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import threading
 from typing import Iterator
 
@@ -82,54 +80,6 @@ def make_engine(url: str, **options) -> Engine:
     return prepare_engine(create_engine(url, **{**engine_options(url), **options}))
 
 
-class WriterQueue:
-    """SQLite's one writer, taken in turn by every process on the database file.
-
-    Waiting in SQLite's busy handler means sleeping 1, 2, 5, 10 … up to 100 ms between
-    tries, so a writer of another process (a second gunicorn worker, the CLI, a Celery
-    worker) often finds the database free long before it looks again.  Here a writer
-    waits on this process's lock, then on an ``flock`` of ``<database>.writer`` beside the
-    file, and the kernel wakes it the moment the last writer is done.  The queue orders
-    writers; SQLite's own lock still guards the data, so a process that does not take
-    part (``sqlite3`` at a shell) is safe and meets the busy timeout as before.  A queued
-    writer waits as long as those before it take: the busy timeout bounds only the wait
-    on such an outsider.  The lock file is opened in each process that writes (never
-    inherited across a fork), and the kernel lets it go if its process dies.
-    """
-
-    def __init__(self, database: str):
-        self._threads = threading.Lock()
-        self._path = f"{database}.writer"
-        self._file: tuple[int, int] | None = None       # (pid, descriptor)
-
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        try:
-            fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
-        except BaseException:
-            self._threads.release()
-            raise
-
-    def __exit__(self, *_exc) -> None:
-        try:
-            fcntl.flock(self._file[1], fcntl.LOCK_UN)
-        finally:
-            self._threads.release()
-
-    def close(self) -> None:
-        """Close the lock file (a later write opens it again)."""
-        with self._threads:
-            if self._file is not None and self._file[0] == os.getpid():
-                os.close(self._file[1])
-            self._file = None
-
-    def _descriptor(self) -> int:
-        if self._file is None or self._file[0] != os.getpid():
-            # flock needs no write access, so a reader-only user can still queue.
-            self._file = (os.getpid(), os.open(self._path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
-        return self._file[1]
-
-
 class Transactions:
     """The one way store methods open a transaction: ``with transactions(write=...) as cursor``.
 
@@ -142,10 +92,11 @@ class Transactions:
     statements is its own snapshot (as it would be under PostgreSQL's READ COMMITTED) and a
     lookup by id on PostgreSQL is one round trip, not BEGIN, SELECT and COMMIT.
 
-    SQLite admits one writer.  Writers queue on ``WriterQueue`` rather than in SQLite's
-    busy handler, which polls with sleeps of up to 100 ms and turns contention into long
-    tail latency.  Every store on one engine (sessions, credentials) shares one
-    ``Transactions``, so there is one such queue per database in a process.
+    SQLite admits one writer.  Writers of this process queue on one lock, in order, rather
+    than in SQLite's busy handler, which polls with sleeps of up to 100 ms and turns
+    contention into long tail latency; other processes still meet the busy timeout.  Every
+    store on one engine (sessions, credentials) shares one ``Transactions``, so there is
+    one such lock per database.
     """
 
     def __init__(self, engine: Engine):
@@ -154,7 +105,7 @@ class Transactions:
         self._driver_error = engine.dialect.loaded_dbapi.Error
         self._open = threading.local()         # this thread's open write transaction, if any
         sqlite = engine.dialect.name == "sqlite"
-        self._writer = WriterQueue(engine.url.database) if sqlite else contextlib.nullcontext()
+        self._writer = threading.Lock() if sqlite else contextlib.nullcontext()
         # psycopg begins a transaction before a connection's first statement unless it is
         # in autocommit; a plain read switches that on for its checkout (sqlite3's own
         # BEGIN is off already, see _sqlite_on_connect).
@@ -214,10 +165,6 @@ class Transactions:
                 if autocommit and driver is not None and not driver.closed:
                     driver.autocommit = False      # as the pool's other users expect
                 connection.close()     # back to the pool (a discarded one is replaced)
-
-    def close(self) -> None:
-        if isinstance(self._writer, WriterQueue):
-            self._writer.close()
 
     def after_commit(self, action) -> None:
         """Run ``action`` once this thread's open write transaction has committed (now,

@@ -52,7 +52,6 @@ class SqlSessionRepository(SqlLogs, SqlMaintenance, SqlRequests, SessionReposito
         Base.metadata.create_all(self._engine)
 
     def close(self) -> None:
-        self.transactions.close()
         if self._owns_engine:
             self._engine.dispose()
 
