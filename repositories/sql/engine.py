@@ -1,10 +1,16 @@
 """Engines, and the one transaction context manager every SQL store method goes through.
 
-SQLite needs two adjustments to be a safe multi-threaded, multi-process store:
-* pysqlite's own implicit BEGIN is switched off and we issue ours, so a write transaction
-  starts with ``BEGIN IMMEDIATE``: it takes the write lock up front (waiting up to
-  ``busy_timeout``) instead of failing with "database is locked" when a read transaction
-  later tries to upgrade;
+On both stores the driver begins nothing by itself (sqlite3's implicit BEGIN is off,
+psycopg's connections are in autocommit) and every transaction starts with a BEGIN of
+ours, which says what the transaction is: a plain read needs none, so a lookup by id is
+one round trip; a snapshot is PostgreSQL's read-only REPEATABLE READ.  SQLAlchemy's own
+connections (migrations, bulk loads) get a BEGIN from the ``begin`` event, so they keep
+one transaction and its rollback.
+
+SQLite needs two more adjustments to be a safe multi-threaded, multi-process store:
+* a write transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up front
+  (waiting up to ``busy_timeout``) instead of failing with "database is locked" when a
+  read transaction later tries to upgrade;
 * WAL lets readers proceed beside the one writer and makes every read transaction a
   point-in-time snapshot; ``synchronous=NORMAL`` keeps acknowledged commits across a
   process crash (kill -9) — only an OS crash or power loss can lose the last commits.
@@ -30,7 +36,7 @@ def _casefold(text):
 
 
 def _sqlite_on_connect(dbapi_connection, _record) -> None:
-    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, see _sqlite_on_begin
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
     # SQLite's lower() folds ASCII only; label search needs "RÉSUMÉ" to match "résumé".
     dbapi_connection.create_function("runboard_casefold", 1, _casefold, deterministic=True)
     cursor = dbapi_connection.cursor()
@@ -40,17 +46,22 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_on_begin(connection: Connection) -> None:
+def _postgresql_on_connect(dbapi_connection, _record) -> None:
+    dbapi_connection.autocommit = True       # we issue BEGIN ourselves
+
+
+def _on_begin(connection: Connection) -> None:
     # For SQLAlchemy connections (migrations, bulk loads): the store's own transactions
     # begin on the driver cursor (``Transactions``).
     connection.connection.driver_connection.execute("BEGIN")
 
 
 def prepare_engine(engine: Engine) -> Engine:
-    """Install the SQLite connection listeners once per engine.  Idempotent."""
-    if engine.dialect.name == "sqlite" and not event.contains(engine, "connect", _sqlite_on_connect):
-        event.listen(engine, "connect", _sqlite_on_connect)
-        event.listen(engine, "begin", _sqlite_on_begin)
+    """Install the connection listeners once per engine.  Idempotent."""
+    on_connect = _sqlite_on_connect if engine.dialect.name == "sqlite" else _postgresql_on_connect
+    if not event.contains(engine, "connect", on_connect):
+        event.listen(engine, "connect", on_connect)
+        event.listen(engine, "begin", _on_begin)
     return engine
 
 
@@ -106,15 +117,13 @@ class Transactions:
         self._open = threading.local()         # this thread's open write transaction, if any
         sqlite = engine.dialect.name == "sqlite"
         self._writer = threading.Lock() if sqlite else contextlib.nullcontext()
-        # psycopg begins a transaction before a connection's first statement unless it is
-        # in autocommit; a plain read switches that on for its checkout (sqlite3's own
-        # BEGIN is off already, see _sqlite_on_connect).
-        self._plain_reads_autocommit = not sqlite
         if sqlite:
             self._begin = {(True, False): "BEGIN IMMEDIATE", (True, True): "BEGIN IMMEDIATE",
                            (False, True): "BEGIN", (False, False): None}
         else:
-            self._begin = {(False, True): "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"}
+            self._begin = {(True, False): "BEGIN", (True, True): "BEGIN",
+                           (False, True): "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                           (False, False): None}
 
     @contextlib.contextmanager
     def __call__(self, *, write: bool, snapshot: bool = False) -> Iterator[Cursor]:
@@ -139,10 +148,7 @@ class Transactions:
             except self._driver_error as exc:
                 raise self._wrapped(exc, None) from exc
             cursor = None
-            autocommit = self._plain_reads_autocommit and not write and not snapshot
             try:
-                if autocommit:
-                    connection.driver_connection.autocommit = True
                 cursor = Cursor(connection.cursor(), self.plans)
                 begin = self._begin.get((write, snapshot))
                 if begin is not None:
@@ -161,9 +167,6 @@ class Transactions:
             finally:
                 if write:
                     self._open.cursor = self._open.after = None
-                driver = connection.driver_connection          # None once invalidated
-                if autocommit and driver is not None and not driver.closed:
-                    driver.autocommit = False      # as the pool's other users expect
                 connection.close()     # back to the pool (a discarded one is replaced)
 
     def after_commit(self, action) -> None:

@@ -1,14 +1,14 @@
 """How ``Transactions`` (``repositories/sql/engine.py``) begins a PostgreSQL transaction.
 
-A plain read runs in autocommit: a lookup by id is one round trip, each statement its own
-snapshot.  A snapshot read and a write stay one transaction, and the pool's connections go
-back in the driver's default mode, which the app's other users of the engine (migrations)
-rely on.
+A plain read begins no transaction: a lookup by id is one round trip, each statement its
+own snapshot.  A snapshot read and a write are one transaction each, and SQLAlchemy's own
+connections of the engine (migrations) still get theirs.
 """
 from __future__ import annotations
 
 import psycopg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from repositories.sql import Transactions, make_engine
@@ -40,22 +40,33 @@ def test_writes_and_snapshots_are_one_transaction(transactions, kind):
         assert _second_statement_shares_a_transaction(cursor)
 
 
-def test_a_connection_goes_back_to_the_pool_out_of_autocommit(transactions):
+def test_a_snapshot_is_repeatable_read_and_read_only(transactions):
+    with transactions(write=False, snapshot=True) as cursor:
+        assert cursor.execute_text("SHOW transaction_isolation")[0][0] == "repeatable read"
+        assert cursor.execute_text("SHOW transaction_read_only")[0][0] == "on"
+    with transactions(write=True) as cursor:                  # the same pooled connection
+        assert cursor.execute_text("SHOW transaction_isolation")[0][0] == "read committed"
+        assert cursor.execute_text("SHOW transaction_read_only")[0][0] == "off"
+
+
+def test_a_failed_plain_read_leaves_the_connection_usable(transactions):
     with transactions(write=False) as cursor:
-        cursor.execute_text("SELECT 1")
-    connection = transactions.engine.raw_connection()      # the pool's only connection
-    try:
-        assert connection.driver_connection.autocommit is False
-    finally:
-        connection.close()
-    with transactions(write=False) as cursor:                # and a failed plain read, too
         with pytest.raises(psycopg.errors.UndefinedColumn):
             cursor.execute_text("SELECT no_such_column")
-    connection = transactions.engine.raw_connection()
-    try:
-        assert connection.driver_connection.autocommit is False
-    finally:
-        connection.close()
+    with transactions(write=False) as cursor:                 # the pool's only connection
+        assert cursor.execute_text("SELECT 1")[0][0] == 1
+
+
+def test_sqlalchemy_connections_still_get_one_transaction_and_its_rollback(transactions):
+    """Migrations and bulk loads run on SQLAlchemy connections of the same engine."""
+    with transactions.engine.connect() as connection:
+        connection.execute(text("CREATE TEMPORARY TABLE scratch (n int)"))
+        connection.commit()
+        connection.execute(text("INSERT INTO scratch VALUES (1)"))
+        connection.execute(text("SELECT pg_sleep(0.001)"))
+        assert connection.execute(text(SAME_TRANSACTION)).scalar()
+        connection.rollback()
+        assert connection.execute(text("SELECT count(*) FROM scratch")).scalar() == 0
 
 
 def test_a_plain_read_on_a_dropped_connection_fails_and_the_next_one_works(transactions):
