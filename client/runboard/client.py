@@ -112,6 +112,19 @@ class Run(Reporter):
         finally:
             self._client._forget(self)
 
+    def release(self, *, wait: bool = True) -> None:
+        """Let go of the session without finishing it: it stays ``running`` for another
+        process or a later attempt to go on with (a retried Celery task), or for the
+        heartbeat sweep.  ``wait`` delivers what was reported within ``flush_timeout`` and
+        spools the rest; without it, one attempt is made (a process being terminated)."""
+        try:
+            if self.state is not None or self.abandoned:
+                return
+            if not self.flush(self._client.flush_timeout if wait else None) and wait:
+                self._spool()
+        finally:
+            self._client._forget(self)
+
     def _spool(self) -> None:
         ops = self.pending_ops()
         if not ops or self.abandoned:
@@ -187,10 +200,11 @@ class Client:
     # -- runs ------------------------------------------------------------------------
     def track(self, kind: str, *, label: str = "", owner: Optional[str] = None,
               params: Optional[dict] = None, meta: Optional[dict] = None, worker_id: Optional[str] = None,
-              idempotency_key: Optional[str] = None) -> Run:
+              idempotency_key: Optional[str] = None, start: bool = True) -> Run:
         """Create and start a session; use the ``Run`` as a context manager.
 
-        ``worker_id`` overrides the client's for this session's ``start``.
+        ``worker_id`` overrides the client's for this session's ``start``; ``start=False``
+        leaves the session ``pending``, for whichever process starts it.
         ``idempotency_key`` fixes the creation's key (random by default): a ``track`` with
         the same key and the same arguments, on the same token within 24 hours, from any
         process, reports on the session the first one created."""
@@ -200,7 +214,8 @@ class Client:
                 body[name] = value
         run = Run(self, None)
         run.enqueue(Op("create", body, idempotency_key))
-        run.enqueue(Op("start", {"worker_id": worker_id or self.worker_id}))
+        if start:
+            run.enqueue(Op("start", {"worker_id": worker_id or self.worker_id}))
         return self._begin(run)
 
     def attach(self, session_id: str) -> Run:

@@ -186,3 +186,38 @@ def test_a_job_that_only_logs_still_sees_a_stop_within_two_seconds(server, token
     finally:
         client.close()
     assert server.session(run.id)["state"] == "stopped"
+
+
+def test_a_released_run_stays_running_and_a_later_process_goes_on_with_it(client_python, server, token, tmp_path):
+    """``track(start=False)`` only creates; ``release()`` delivers and lets go without a
+    finish; a ``track`` under the same key in another process reports on that session."""
+    first = run_script(client_python, """
+        import json, runboard
+        rb = runboard.Client(worker_id="host-a")
+        queued = rb.track("etl.retried", label="t-1", idempotency_key="task-t-1", start=False)
+        queued.release()
+        pending = queued.id
+        run = rb.track("etl.retried", label="t-1", idempotency_key="task-t-1")
+        run.progress(current=1, total=4)
+        run.log("warning", "attempt 1 failed, retrying")
+        run.release()
+        print(json.dumps({"pending": pending, "id": run.id, "state": run.state}))
+    """, client_env(server, token), tmp_path)
+    answer = last_json(first)
+    assert answer["pending"] == answer["id"] and answer["state"] is None
+    session = server.session(answer["id"])
+    assert session["state"] == "running" and session["worker_id"] == "host-a"
+    assert session["progress"] == {"current": 1, "total": 4, "percent": 25.0}
+    second = run_script(client_python, """
+        import json, runboard
+        rb = runboard.Client(worker_id="host-b")
+        with rb.track("etl.retried", label="t-1", idempotency_key="task-t-1") as run:
+            run.progress(current=4, total=4)
+            run.log("info", "attempt 2 done")
+        print(json.dumps({"id": run.id}))
+    """, client_env(server, token), tmp_path)
+    assert last_json(second)["id"] == answer["id"]
+    session = server.session(answer["id"])
+    assert session["state"] == "completed" and session["progress"]["percent"] == 100.0
+    assert [e["message"] for e in stored_logs(server, answer["id"])] == \
+        ["attempt 1 failed, retrying", "attempt 2 done"]

@@ -103,8 +103,7 @@ def _on_postrun(sender=None, task_id=None, task=None, retval=None, state=None, *
         # The pool process is being terminated (a revoke with terminate=True, a cold
         # shutdown): the task did not fail.  Deliver what it reported, once, and leave the
         # session to the main process (task_revoked: stopped), a redelivery, or the sweep.
-        run.flush()
-        run._client._forget(run)
+        run.release(wait=False)
     else:                                      # FAILURE without task_failure, REJECTED, a BaseException
         exception = retval if isinstance(retval, BaseException) else sys.exc_info()[1]
         fail(run, exception)

@@ -7,7 +7,6 @@ import uuid
 from typing import Any, Dict, Optional, Tuple
 
 from ..client import Client, Run
-from ..reporting import Op
 from .results import error_of, traceback_of
 
 LABEL_HEADER = "runboard_label"
@@ -59,7 +58,7 @@ def open_run(client: Client, task_name: str, source, worker_id: Optional[str]) -
     if run.abandoned and run.rejection is None and run.id is not None:
         # The key's session is finished already: the task id was used before, or the
         # session was failed "heartbeat lost" while a retry waited.  A new one, then.
-        client._forget(run)
+        run.release()
         earlier = run.id
         run = client.track(body["kind"], **options)
         run.log("warning", f"the session of an earlier run of task {source.get('id')} ({earlier}) had already "
@@ -72,9 +71,8 @@ def reopen(client: Client, task_name: str, source) -> Run:
     the same creation request, so the server answers with the session the task's own
     process created, or creates it now (``pending``: it never ran)."""
     key, body = identity(task_name, source)
-    run = Run(client, None)
-    run.enqueue(Op("create", body, key))
-    return client._begin(run)
+    return client.track(body["kind"], idempotency_key=key, label=body["label"], owner=body.get("owner"),
+                        meta=body["meta"], start=False)
 
 
 def fail(run: Run, exception: Optional[BaseException], tb=None, einfo=None) -> None:
@@ -86,9 +84,6 @@ def fail(run: Run, exception: Optional[BaseException], tb=None, einfo=None) -> N
 def detach(run: Run) -> None:
     """Deliver what the attempt reported and let go of the session, which stays running
     for the next attempt (any process); spool what the server did not take."""
-    client = run._client
-    if not run.flush(timeout=client.flush_timeout) and not run.abandoned:
-        run._spool()
-    client._forget(run)
+    run.release()
 
 
