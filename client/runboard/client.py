@@ -27,7 +27,8 @@ from typing import Any, Dict, Iterator, Optional
 
 from . import spool
 from .http import HttpTransport
-from .reporting import LEVELS, Op, Reporter, Rejected, RetryLater, SessionGone, fit_message
+from .reporting import Reporter
+from .transport import LEVELS, Op, Rejected, RetryLater, SessionGone, fit_message
 
 log = logging.getLogger("runboard")
 

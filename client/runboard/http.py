@@ -25,7 +25,7 @@ import orjson
 import urllib3
 
 from . import __version__
-from .reporting import LogsFull, Op, Rejected, RetryLater, SessionGone, Transport
+from .transport import LogsFull, Op, Rejected, RetryLater, SessionGone, Transport
 
 PATHS = {
     "create": "/api/v1/sessions",

@@ -29,87 +29,21 @@ import itertools
 import logging
 import threading
 import time
-import uuid
 from typing import Any, Callable, Deque, List, Optional
 
 from .backoff import Backoff
 from .patches import PROGRESS_DERIVED, PatchQueue
+from .transport import LOG_BATCH, LogsFull, Op, Rejected, RetryLater, SessionGone, Transport
 
 log = logging.getLogger("runboard")
 
-#: Entries per request: the API's own limit per batch.
-LOG_BATCH = 1000
 #: Patches that could not be composed and wait, beyond which ``progress()`` and ``meta()``
 #: block like a full log buffer.
 MAX_QUEUED_PATCHES = 100
-#: A log message's limit, in bytes of UTF-8.
-MAX_MESSAGE_BYTES = 8 * 1024
-#: Log levels the server takes.
-LEVELS = ("debug", "info", "warning", "error")
-
-
-class RetryLater(Exception):
-    """The request was not delivered, or its answer was lost: send it again later."""
-
-    def __init__(self, reason: str, retry_after: Optional[float] = None):
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-class SessionGone(Exception):
-    """The session no longer takes reports: finalized elsewhere (a stop's grace, the
-    heartbeat sweep, an admin) or removed."""
-
-
-class LogsFull(Exception):
-    """A log batch would cross the session's cap; nothing of it was stored."""
-
-    def __init__(self, stored: int, cap: int):
-        super().__init__(f"the session holds {stored} of at most {cap} log entries")
-        self.stored, self.cap = stored, cap
-
-
-class Rejected(Exception):
-    """An answer that retrying cannot change (bad input, no permission)."""
-
-
-class Op:
-    """One request in the outbox: ``kind`` names the call, ``payload`` what it carries
-    (entries, a report, …), ``key`` its idempotency key, fixed at creation so that every
-    attempt is the same request."""
-
-    __slots__ = ("kind", "payload", "key", "tried", "wire")
-
-    def __init__(self, kind: str, payload: Any, key: Optional[str] = None):
-        self.kind, self.payload = kind, payload
-        self.key = key or uuid.uuid4().hex
-        self.tried = False       # attempted once: its content may no longer change
-        self.wire: Any = None    # the transport's encoded form, kept for byte-identical retries
-
-
-def fit_message(message: str) -> str:
-    """Cut a message (a long traceback, say) to the server's 8 KiB of UTF-8 instead of
-    losing it; a message of up to 2,048 characters fits whatever they are."""
-    if len(message) <= MAX_MESSAGE_BYTES // 4:
-        return message
-    raw = message.encode("utf-8", "surrogatepass")
-    if len(raw) <= MAX_MESSAGE_BYTES:
-        return message
-    return raw[:MAX_MESSAGE_BYTES - 4].decode("utf-8", "ignore") + " …"
 
 
 def refused_note(refused: int, cap: int) -> str:
     return f"{refused} log entries were not stored: the session's log holds at most {cap} entries"
-
-
-class Transport(abc.ABC):
-    """Carries ops to a store.  ``send`` returns the op's answer — for ``logs`` the last
-    stored seq, for ``report`` whether a stop was requested, for ``create`` the new
-    session's id — or raises ``RetryLater``, ``SessionGone``, ``LogsFull`` or ``Rejected``."""
-
-    @abc.abstractmethod
-    def send(self, session_id: Optional[str], op: Op) -> Any:
-        """Deliver ``op`` for ``session_id`` (None only for ``create``); its answer."""
 
 
 class Reporter(abc.ABC):

@@ -21,7 +21,7 @@ from typing import Iterator, List, Optional
 
 from .backoff import Backoff
 from .http import HttpTransport, body_of, encode
-from .reporting import LogsFull, Op, Rejected, RetryLater, SessionGone
+from .transport import LogsFull, Op, Rejected, RetryLater, SessionGone
 
 log = logging.getLogger("runboard")
 SUFFIX = ".jsonl"

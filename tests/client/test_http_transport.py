@@ -13,7 +13,7 @@ import time
 import pytest
 
 from runboard.http import HttpTransport
-from runboard.reporting import Op, Rejected, RetryLater, SessionGone
+from runboard.transport import Op, Rejected, RetryLater, SessionGone
 
 
 class Stub:

@@ -228,11 +228,11 @@ def test_over_the_cap_the_log_ends_with_one_warning_naming_how_many_were_refused
 
 def test_the_reporting_core_cuts_messages_and_batches_to_the_stores_limits():
     from repositories import validation
-    from runboard import reporting
+    from runboard import transport
 
-    assert reporting.MAX_MESSAGE_BYTES == validation.MAX_MESSAGE_BYTES
-    assert reporting.LOG_BATCH == validation.MAX_LOG_BATCH
-    assert reporting.LEVELS == tuple(validation.LOG_LEVELS)
+    assert transport.MAX_MESSAGE_BYTES == validation.MAX_MESSAGE_BYTES
+    assert transport.LOG_BATCH == validation.MAX_LOG_BATCH
+    assert transport.LEVELS == tuple(validation.LOG_LEVELS)
 
 
 def test_every_entry_keeps_the_time_it_was_logged_not_the_time_its_batch_was_stored():

@@ -19,8 +19,8 @@ from repositories import validation as check
 from repositories.base import DEFAULT_MAX_LOG_ENTRIES
 from repositories.errors import InvalidTransition, LogLimitExceeded, SessionNotFound
 from repositories.records import LogInput, utcnow
-from runboard.reporting import (LOG_BATCH, LogsFull, Op, Reporter, RetryLater, SessionGone,
-                                Transport, fit_message)
+from runboard.reporting import Reporter
+from runboard.transport import LOG_BATCH, LogsFull, Op, RetryLater, SessionGone, Transport, fit_message
 
 from .retry import describe, is_store_failure
 
