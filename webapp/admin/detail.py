@@ -15,6 +15,7 @@ from ..services import STOP_REQUEST_MESSAGE, stop_session as request_stop
 from ..store import get_repository
 from . import bp
 from .auth import current_admin
+from .live import fragment
 from .forms import StopForm
 
 TAIL = 200                    # entries shown on the page; the rest is in the downloads
@@ -79,14 +80,7 @@ def session_detail(session_id):
 @bp.get("/sessions/<session_id>/summary")
 def session_summary(session_id):
     """The state/progress/result block alone, for the live refresh (304 when unchanged)."""
-    view = load_detail(get_repository().get(session_id))
-    if request.if_none_match.contains(view.etag.strip('"')):
-        response = current_app.response_class(status=304)
-    else:
-        response = current_app.response_class(render_template("admin/_session_summary.html", view=view),
-                                              mimetype="text/html")
-    response.headers["ETag"] = view.etag
-    return response
+    return fragment("admin/_session_summary.html", load_detail(get_repository().get(session_id)))
 
 
 @bp.get("/sessions/<session_id>/logs")

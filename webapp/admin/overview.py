@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 from datetime import datetime
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 
 from repositories.errors import ValidationError
 from repositories.records import Session, iso
@@ -16,6 +16,7 @@ from ..services import start_registered_run
 from ..store import get_repository
 from . import bp
 from .auth import current_admin
+from .live import fragment
 from .filters import SessionFilters
 from .forms import DemoRunForm
 
@@ -54,14 +55,7 @@ def overview():
 @bp.get("/overview/fragment")
 def overview_fragment():
     """The lists alone, for the live refresh: 304 when nothing shown has changed."""
-    view = build_overview(SessionFilters.from_args(request.args))
-    if request.if_none_match.contains(view.etag.strip('"')):
-        response = current_app.response_class(status=304)
-    else:
-        response = current_app.response_class(render_template("admin/_overview_lists.html", view=view),
-                                              mimetype="text/html")
-    response.headers["ETag"] = view.etag
-    return response
+    return fragment("admin/_overview_lists.html", build_overview(SessionFilters.from_args(request.args)))
 
 
 @bp.post("/runs")
