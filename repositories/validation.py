@@ -28,7 +28,7 @@ UUID_RE = re.compile(UUID_PATTERN)                   # any case; session_key can
 LOG_LEVELS = ("debug", "info", "warning", "error")   # in rising order: "at least" filters rely on it
 MAX_LABEL = 256
 MAX_OWNER = 256
-MAX_WORKER_ID = 256               # who started a session (a runner, a Celery worker, a client)
+MAX_WORKER_ID = 256               # a worker's id: who started a session, and the id it heartbeats under
 MAX_MESSAGE_BYTES = 8 * 1024      # of UTF-8; a schema's character bound of the same number is looser
 MAX_LOG_BATCH = 1000              # entries per API append (a store takes any batch size)
 MAX_LIST_LIMIT = 200              # sessions per listing page
@@ -39,7 +39,6 @@ MAX_TOKENS_DELTA = 2**53          # exact in JSON numbers everywhere
 MAX_TOKENS_TOTAL = 2**62          # far inside a signed 64-bit column, rollups included
 MAX_COST_DELTA = 1e12
 MAX_COST_TOTAL = 1e15
-MAX_HEARTBEAT_WORKER_ID = 128     # a heartbeat's worker_id (a process name, not a session's starter)
 MAX_HOST = 256
 MAX_VERSION = 64
 MAX_PID = 2**31 - 1
@@ -290,7 +289,7 @@ def check_error(error: Any) -> None:
 
 
 def check_worker(worker_id: Any, host: Any, pid: Any, active: Any, rss_bytes: Any, version: Any) -> None:
-    for field, value, limit in (("worker_id", worker_id, MAX_HEARTBEAT_WORKER_ID), ("host", host, MAX_HOST)):
+    for field, value, limit in (("worker_id", worker_id, MAX_WORKER_ID), ("host", host, MAX_HOST)):
         if not isinstance(value, str) or not value or len(value) > limit:
             raise ValidationError(field, f"must be a non-empty string of at most {limit} characters")
         check_text(field, value)

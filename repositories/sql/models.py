@@ -185,7 +185,7 @@ class UsageDailyRow(_UsageSums, Base):
 class WorkerRow(Base):
     __tablename__ = "workers"
 
-    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     host: Mapped[str] = mapped_column(String(256))
     pid: Mapped[int] = mapped_column(Integer)
     active: Mapped[int] = mapped_column(Integer, default=0)

@@ -279,6 +279,18 @@ def test_workers_heartbeat_and_list_with_status(admin):
     assert admin.post("/workers/heartbeat", {"worker_id": "w-1", "host": "alpha"}).status_code == 400
 
 
+def test_a_worker_id_a_start_takes_is_one_a_heartbeat_takes(admin):
+    """Up to 256 characters either way, so a session's worker_id always matches a worker
+    that can heartbeat under it."""
+    longest = "celery@" + "h" * 249
+    session = admin.post("/sessions", {"kind": "external.job"}).json
+    assert admin.post(f"/sessions/{session['id']}/start", {"worker_id": longest}).json["worker_id"] == longest
+    assert admin.post("/workers/heartbeat", {"worker_id": longest, "host": "h", "pid": 1}).status_code == 200
+    assert [w["worker_id"] for w in admin.get("/workers").json["workers"]] == [longest]
+    refused = admin.post("/workers/heartbeat", {"worker_id": longest + "h", "host": "h", "pid": 1})
+    assert refused.status_code == 400 and "worker_id" in refused.json["error"]["message"]
+
+
 def test_usage_shows_cost_to_staff_and_only_own_tokens_to_users(callers):
     mine = callers.admin.post("/sessions", {"kind": USER_KIND, "owner": "alice@example.com",
                                             "meta": {"engine": "gpt"}}).json

@@ -142,8 +142,16 @@ def test_worker_heartbeats_upsert_and_list_newest_first(repo, clock):
     assert workers[0].last_seen > workers[1].last_seen
 
 
+def test_a_worker_heartbeats_under_the_longest_id_it_may_start_sessions_under(repo):
+    worker_id = "celery@" + "w" * 249                  # 256 characters: the most a start takes
+    session = repo.create(kind="k", owner="o")
+    started = repo.start(session.id, worker_id=worker_id)
+    repo.heartbeat_worker(worker_id=worker_id, host="alpha", pid=1, active=1)
+    assert [w.worker_id for w in repo.list_workers()] == [started.worker_id] == [worker_id]
+
+
 @pytest.mark.parametrize("arguments, field", [
-    ({"worker_id": ""}, "worker_id"), ({"host": "h" * 257}, "host"), ({"pid": -1}, "pid"),
+    ({"worker_id": ""}, "worker_id"), ({"worker_id": "w" * 257}, "worker_id"), ({"host": "h" * 257}, "host"), ({"pid": -1}, "pid"),
     ({"active": "2"}, "active"), ({"rss_bytes": -5}, "rss_bytes"), ({"version": "v\x00"}, "version"),
 ])
 def test_bad_worker_heartbeats_are_refused(repo, arguments, field):

@@ -119,7 +119,7 @@ class Finish(Body):
 
 
 class WorkerHeartbeat(Body):
-    worker_id: StrictStr = Field(min_length=1, max_length=limits.MAX_HEARTBEAT_WORKER_ID)
+    worker_id: StrictStr = Field(min_length=1, max_length=limits.MAX_WORKER_ID)
     host: StrictStr = Field(min_length=1, max_length=limits.MAX_HOST)
     pid: StrictInt = Field(ge=0, le=limits.MAX_PID)
     active: StrictInt = Field(0, ge=0, le=limits.MAX_PID)
