@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Iterator, Optional
 
-from client_support import sessions_of_kind
-from gunicorn_support import FINISHED, ROOT, wait_for
+from client_support import make_venv, sessions_of_kind
+from gunicorn_support import FINISHED, wait_for
 
 #: The module the worker imports (``-A rbtasks``), written to the worker's directory.
 APP_MODULE = "rbtasks"
@@ -124,18 +122,7 @@ def untracked(mark):
 
 def make_celery_venv(path: Path) -> Path:
     """A virtualenv with ``client[celery]`` (the client, Celery and its Redis transport); its python."""
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, capture_output=True, timeout=120)
-    python = path / "bin" / "python"
-    build = ROOT / "client" / "build"
-    had_build = build.exists()
-    try:
-        done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                               str(ROOT / "client") + "[celery]"], capture_output=True, text=True, timeout=600)
-    finally:
-        if not had_build:
-            shutil.rmtree(build, ignore_errors=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return python
+    return make_venv(path, "celery")
 
 
 class Worker:

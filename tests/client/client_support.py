@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -35,12 +37,29 @@ def sessions_of_kind(server, kind: str) -> list[dict]:
     return page["items"]
 
 
-def make_venv(path: Path) -> Path:
-    """A virtualenv with only ``client/`` (and its dependencies) installed; its python."""
+#: A pin of requirements.txt: ``name==version``, extras dropped (pip refuses them in constraints).
+PIN = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)")
+
+
+def make_venv(path: Path, extras: str = "") -> Path:
+    """A virtualenv with only ``client/`` (and its dependencies, ``client[extras]``'s too)
+    installed; its python.  Held to the versions requirements.txt pins, so the client is
+    tested against the same urllib3, orjson and Celery as the rest of the suite, not
+    against whatever was released last."""
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, capture_output=True, timeout=120)
     python = path / "bin" / "python"
-    done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                           str(ROOT / "client")], capture_output=True, text=True, timeout=600)
+    pins = [f"{m[1]}=={m[2]}" for m in map(PIN.match, (ROOT / "requirements.txt").read_text().splitlines()) if m]
+    constraints = path / "constraints.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    build = ROOT / "client" / "build"
+    had_build = build.exists()
+    try:
+        done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                               "-c", str(constraints), str(ROOT / "client") + (f"[{extras}]" if extras else "")],
+                              capture_output=True, text=True, timeout=600)
+    finally:
+        if not had_build:                      # setuptools builds in the source tree
+            shutil.rmtree(build, ignore_errors=True)
     assert done.returncode == 0, done.stdout + done.stderr
     return python
 
