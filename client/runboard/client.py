@@ -54,6 +54,7 @@ class Run(Reporter):
         self.result: Optional[Dict[str, Any]] = None
         self.state: Optional[str] = None      # the state it was finished with, once it was
         self.spool_path: Optional[Path] = None
+        self.released = False                 # let go of by release(): its later calls are ignored
 
     @property
     def id(self) -> Optional[str]:
@@ -92,7 +93,7 @@ class Run(Reporter):
         """End the session as ``state`` after everything reported so far.  Never raises
         because of the network: what the server did not get within ``flush_timeout`` goes
         to a spool file, named in a warning."""
-        if self.state is not None:
+        if self.state is not None or self.released:
             return
         if state not in TERMINAL:
             raise ValueError(f"state must be one of {', '.join(TERMINAL)}, not {state!r}")
@@ -117,7 +118,8 @@ class Run(Reporter):
         """Let go of the session without finishing it: it stays ``running`` for another
         process or a later attempt to go on with (a retried Celery task), or for the
         heartbeat sweep.  ``wait`` delivers what was reported within ``flush_timeout`` and
-        spools the rest; without it, one attempt is made (a process being terminated)."""
+        spools the rest; without it, one attempt is made (a process being terminated).
+        Calls on the run after it are ignored: the session is no longer this run's."""
         try:
             if self.state is not None or self.abandoned:
                 return
@@ -125,6 +127,9 @@ class Run(Reporter):
                 self._spool()
         finally:
             self._client._forget(self)
+            if self.state is None:
+                self.released = True
+                self.let_go()
 
     def _spool(self) -> None:
         ops = self.pending_ops()

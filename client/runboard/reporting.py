@@ -405,6 +405,15 @@ class Reporter(abc.ABC):
         with self._room:
             self._room.notify_all()
 
+    def let_go(self) -> None:
+        """Another process or attempt reports on the session now: whatever this run is
+        still asked to report is ignored, and nothing more is sent (no stop flag: the job
+        was not told to stop)."""
+        self.abandoned = True
+        self._drop_everything()
+        with self._room:
+            self._room.notify_all()
+
     def _drop_everything(self) -> None:
         with self._lock:
             self._outbox.clear()

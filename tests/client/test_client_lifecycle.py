@@ -190,7 +190,8 @@ def test_a_job_that_only_logs_still_sees_a_stop_within_two_seconds(server, token
 
 def test_a_released_run_stays_running_and_a_later_process_goes_on_with_it(client_python, server, token, tmp_path):
     """``track(start=False)`` only creates; ``release()`` delivers and lets go without a
-    finish; a ``track`` under the same key in another process reports on that session."""
+    finish, and the run's later calls are ignored; a ``track`` under the same key in
+    another process reports on that session."""
     first = run_script(client_python, """
         import json, runboard
         rb = runboard.Client(worker_id="host-a")
@@ -201,6 +202,10 @@ def test_a_released_run_stays_running_and_a_later_process_goes_on_with_it(client
         run.progress(current=1, total=4)
         run.log("warning", "attempt 1 failed, retrying")
         run.release()
+        run.progress(current=2, total=4)           # the session is no longer this run's:
+        run.log("info", "after the release")       # ignored, and nothing of it sent
+        run.flush()
+        run.finish("completed")
         print(json.dumps({"pending": pending, "id": run.id, "state": run.state}))
     """, client_env(server, token), tmp_path)
     answer = last_json(first)
