@@ -54,7 +54,6 @@ class Run(Reporter):
         self.result: Optional[Dict[str, Any]] = None
         self.state: Optional[str] = None      # the state it was finished with, once it was
         self.spool_path: Optional[Path] = None
-        self.released = False                 # let go of by release(): its later calls are ignored
 
     @property
     def id(self) -> Optional[str]:
@@ -128,7 +127,6 @@ class Run(Reporter):
         finally:
             self._client._forget(self)
             if self.state is None:
-                self.released = True
                 self.let_go()
 
     def _spool(self) -> None:

@@ -85,6 +85,7 @@ class Reporter(abc.ABC):
         self.stop_reason: Optional[str] = None
         self.stop_seen = False                 # the job asked should_stop() and got True
         self.abandoned = False                 # the server no longer takes reports from us
+        self.released = False                  # let go of: another attempt reports on the session
         self.refused_logs = 0                  # entries the session's cap did not take
         self.rejection: Optional[str] = None   # why the server refused for good, if it did
         self.stop_news_at = time.monotonic()   # when the stop flag was last read (report answers carry it)
@@ -393,10 +394,7 @@ class Reporter(abc.ABC):
         self.rejection = reason
         self.logger.error("session %s: %s; nothing more is sent for this run, the job goes on",
                           self.session_id, reason)
-        self.abandoned = True
-        self._drop_everything()
-        with self._room:
-            self._room.notify_all()
+        self._send_nothing_more()
 
     def abandon(self) -> None:
         """The session no longer takes our reports: drop buffers, make the job stop."""
@@ -409,6 +407,10 @@ class Reporter(abc.ABC):
         """Another process or attempt reports on the session now: whatever this run is
         still asked to report is ignored, and nothing more is sent (no stop flag: the job
         was not told to stop)."""
+        self.released = True
+        self._send_nothing_more()
+
+    def _send_nothing_more(self) -> None:
         self.abandoned = True
         self._drop_everything()
         with self._room:

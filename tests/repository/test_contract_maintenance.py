@@ -151,8 +151,8 @@ def test_a_worker_heartbeats_under_the_longest_id_it_may_start_sessions_under(re
 
 
 @pytest.mark.parametrize("arguments, field", [
-    ({"worker_id": ""}, "worker_id"), ({"worker_id": "w" * 257}, "worker_id"), ({"host": "h" * 257}, "host"), ({"pid": -1}, "pid"),
-    ({"active": "2"}, "active"), ({"rss_bytes": -5}, "rss_bytes"), ({"version": "v\x00"}, "version"),
+    ({"worker_id": ""}, "worker_id"), ({"worker_id": "w" * 257}, "worker_id"), ({"host": "h" * 257}, "host"),
+    ({"pid": -1}, "pid"), ({"active": "2"}, "active"), ({"rss_bytes": -5}, "rss_bytes"), ({"version": "v\x00"}, "version"),
 ])
 def test_bad_worker_heartbeats_are_refused(repo, arguments, field):
     with pytest.raises(ValidationError) as caught:
