@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from .. import jsontext
 from ..errors import ConfigurationError
 from .compiled import Cursor, Plans
+from .writer import SqliteWriter
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -103,11 +104,9 @@ class Transactions:
     statements is its own snapshot (as it would be under PostgreSQL's READ COMMITTED) and a
     lookup by id on PostgreSQL is one round trip, not BEGIN, SELECT and COMMIT.
 
-    SQLite admits one writer.  Writers of this process queue on one lock, in order, rather
-    than in SQLite's busy handler, which polls with sleeps of up to 100 ms and turns
-    contention into long tail latency; other processes still meet the busy timeout.  Every
-    store on one engine (sessions, credentials) shares one ``Transactions``, so there is
-    one such lock per database.
+    SQLite admits one writer, and writers queue for it before ``BEGIN IMMEDIATE`` rather
+    than in SQLite's busy handler (``SqliteWriter``).  Every store on one engine (sessions,
+    credentials) shares one ``Transactions``, so a process has one such queue per database.
     """
 
     def __init__(self, engine: Engine):
@@ -116,7 +115,7 @@ class Transactions:
         self._driver_error = engine.dialect.loaded_dbapi.Error
         self._open = threading.local()         # this thread's open write transaction, if any
         sqlite = engine.dialect.name == "sqlite"
-        self._writer = threading.Lock() if sqlite else contextlib.nullcontext()
+        self._writer = SqliteWriter(engine.url.database) if sqlite else contextlib.nullcontext()
         if sqlite:
             self._begin = {(True, False): "BEGIN IMMEDIATE", (True, True): "BEGIN IMMEDIATE",
                            (False, True): "BEGIN", (False, False): None}
