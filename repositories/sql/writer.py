@@ -34,17 +34,16 @@ class SqliteWriter:
 
     def __init__(self, database: Optional[str]):
         self._threads = threading.Lock()
-        #: None for an in-memory database, which only this process can see.
         self._path = None if database in (None, "", ":memory:") or database.startswith("file::memory:") \
             else os.path.abspath(database) + "-writer"
-        self._fd: Optional[int] = None
-        if self._path is not None:
-            self._fd = self._open()     # an unwritable folder shows at start-up, not at a write
+        #: None for an in-memory database, which only this process can see.  Opened now, so
+        #: an unwritable folder shows at start-up, not at a write.
+        self._fd: Optional[int] = None if self._path is None else self._open()
         _writers.add(self)
 
     def __enter__(self) -> None:
         self._threads.acquire()
-        if self._path is None:
+        if self._fd is None:
             return
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
@@ -54,7 +53,7 @@ class SqliteWriter:
 
     def __exit__(self, *_exc) -> None:
         try:
-            if self._path is not None:
+            if self._fd is not None:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._threads.release()
