@@ -6,6 +6,7 @@ measured beside it, and the ratio it leaves Runboard is printed as its "cap".
     python bench/api.py                 # SQLite and PostgreSQL, gunicorn's default 2 workers × 4 threads
     python bench/api.py --quick         # 1 s per figure
     python bench/api.py --stores sqlite --concurrency 8
+    python bench/api.py --stores sqlite --no-floor --only progress   # progress, keyed progress
     RUNBOARD_BENCH_ROOT=/path/to/other/checkout python bench/api.py   # serve another checkout
 
 State changes (create, start, finish) are measured on sessions loaded for the purpose: every
@@ -41,7 +42,10 @@ TOKEN = "bench-admin-token-" + uuid.uuid4().hex
 LAYOUT = {"sqlite": (2, 4), "postgresql": (2, 4)}
 #: Pending and running sessions loaded for the start and finish figures; each concurrency
 #: takes up to half of them, so the two default concurrencies fit.
-POOL = 40_000
+POOL = 60_000
+#: Running sessions each connection spreads its log batches over, so that no session
+#: reaches RUNBOARD_MAX_LOG_ENTRIES within a figure (its 409s would count as errors).
+LOG_SESSIONS_PER_CONNECTION = 4
 
 
 def free_port() -> int:
@@ -147,13 +151,19 @@ def once_each(ids, connections: int, rounds: int, per_connection: int, request) 
                  for _ in range(rounds))
 
 
-def scenarios(server: Server, connections: int, rounds: int) -> dict[str, list[list[bytes]]]:
-    """Per scenario, the requests each connection cycles through."""
+def running_sessions(server: Server, count: int) -> list[str]:
     ids = []
-    for _ in range(connections):
+    for _ in range(count):
         session = server.call("POST", "/sessions", {"kind": "bench", "owner": "bench@example.com"})
         server.call("POST", f"/sessions/{session['id']}/start")
         ids.append(session["id"])
+    return ids
+
+
+def scenarios(server: Server, connections: int, rounds: int) -> dict[str, list[list[bytes]]]:
+    """Per scenario, the requests each connection cycles through."""
+    ids = running_sessions(server, connections)
+    logged = running_sessions(server, connections * LOG_SESSIONS_PER_CONNECTION)
     batch = {"entries": [{"level": "info", "message": "step finished in 12 ms; residual 0.00042"}] * 100}
     build = loadgen.build_request
     server.running_ids = ids
@@ -168,7 +178,8 @@ def scenarios(server: Server, connections: int, rounds: int) -> dict[str, list[l
                     {"progress": {"current": n, "total": 1000, "step": "simulate"}},
                     headers={"Idempotency-Key": f"{turn}-{c}-{n}"}) for n in range(KEYED_PER_CONNECTION)]
              for c, i in enumerate(ids)] for turn in range(rounds)),
-        "POST …/logs (100)": [[build("POST", f"/api/v1/sessions/{i}/logs", TOKEN, batch)] for i in ids],
+        "POST …/logs (100)": [[build("POST", f"/api/v1/sessions/{i}/logs", TOKEN, batch)
+                               for i in logged[c::connections]] for c in range(connections)],
         "GET /sessions/{id}": [[build("GET", f"/api/v1/sessions/{i}", TOKEN)] for i in ids],
         "GET /admin/snapshot": [[build("GET", "/api/v1/admin/snapshot", TOKEN)]] * connections,
         "POST /sessions": [[build("POST", "/api/v1/sessions", TOKEN,
@@ -180,6 +191,17 @@ def scenarios(server: Server, connections: int, rounds: int) -> dict[str, list[l
                                    lambda i: build("POST", f"/api/v1/sessions/{i}/finish", TOKEN,
                                                    {"state": "completed", "result": {"mean": 1.0}})),
     }
+
+
+def chosen(plans: dict, only: str) -> dict:
+    """The scenarios ``--only`` names, with those their verdicts compare against."""
+    parts = [part.strip() for part in only.split(",") if part.strip()]
+    if not parts:
+        return plans
+    names = {name for name in plans if any(part in name for part in parts)}
+    if names & {*STATE_CHANGES, "POST …/progress + Idempotency-Key"}:
+        names.add("POST …/progress")
+    return {name: plan for name, plan in plans.items() if name == "GET /healthz" or name in names}
 
 
 def measure(pool, port, plans, seconds, rounds):
@@ -252,6 +274,8 @@ def main():
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-floor", action="store_true", help="skip the bare Flask + one-statement floor")
+    parser.add_argument("--only", default="", help="comma-separated parts of request names to measure "
+                        "(with /healthz, and progress where a figure is a share of it)")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds = 1.0, 1
@@ -264,7 +288,7 @@ def main():
             try:
                 workers, threads = LAYOUT[store]
                 for concurrency in [int(c) for c in args.concurrency.split(",")]:
-                    plans = scenarios(server, concurrency, args.rounds)
+                    plans = chosen(scenarios(server, concurrency, args.rounds), args.only)
                     results = measure(pool, server.port, plans, args.seconds, args.rounds)
                     for name, (result, ratio, _) in results.items():
                         target, verdict = verdicts(store, concurrency, name, result, ratio, results)
