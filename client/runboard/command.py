@@ -4,7 +4,9 @@ sends spooled reports.
 ``run`` starts the program in its own process group (so a stop reaches its children too),
 echoes its output, and turns each stdout line into an ``info`` entry, each stderr line into
 a ``warning`` entry, and ``::progress {json}`` lines into progress reports.  A stop request
-sends SIGTERM to the group, SIGKILL after ``--grace``.  ``runboard`` exits with the
+sends SIGTERM to the group, SIGKILL after ``--grace``.  The session ends with the program:
+output still open ``OUTPUT_GRACE`` after it (held by what it left running) is not waited
+for.  ``runboard`` exits with the
 program's own status (128 + the signal when it was killed), so it can stand in for the
 program in scripts and cron lines.
 """
@@ -30,6 +32,8 @@ from .client import Client
 from .http import HttpTransport
 
 PROGRESS_PREFIX = "::progress "
+#: How long the pipes may stay open after the program ends (held by what it left running).
+OUTPUT_GRACE = 2.0
 KIND = re.compile(r"[a-z0-9_.-]{1,64}")
 KIND_CHARS = re.compile(r"[^a-z0-9_.-]+")
 MAX_KIND = 64
@@ -151,14 +155,19 @@ def run_command(cmd: List[str], *, kind: Optional[str], label: Optional[str], me
         client.close()
         print(f"runboard: cannot run {cmd[0]}: {exc.strerror or exc}", file=sys.stderr)
         return 127
-    readers = [threading.Thread(target=_read, args=(process.stdout, sys.stdout, run, True), daemon=True),
-               threading.Thread(target=_read, args=(process.stderr, sys.stderr, run, False), daemon=True)]
+    output = _Output(run)
+    readers = [threading.Thread(target=output.read, args=(process.stdout, sys.stdout, True), daemon=True),
+               threading.Thread(target=output.read, args=(process.stderr, sys.stderr, False), daemon=True)]
     for reader in readers:
         reader.start()
     forwarded = _forward_signals(process)
     stopped = _wait(process, run, grace)
+    deadline = time.monotonic() + OUTPUT_GRACE
     for reader in readers:
-        reader.join()
+        reader.join(max(deadline - time.monotonic(), 0.0))
+    if any(reader.is_alive() for reader in readers):
+        output.let_go(f"processes the program started still hold its output {OUTPUT_GRACE:g}s after it "
+                      "ended; what they write from now on is not captured")
     for number, previous in forwarded.items():
         signal.signal(number, previous)
     status = process.returncode
@@ -183,19 +192,40 @@ def _ended(status: int) -> str:
     return f"killed by {name}"
 
 
-def _read(stream, echo, run, is_stdout: bool) -> None:
-    """Each line read becomes an entry (or a progress report), in the order read.  Nothing
-    here may end the loop early: a reader that stops draining its pipe blocks the program."""
-    for raw in iter(stream.readline, b""):
-        _echo(echo, raw)
-        line = raw.decode("utf-8", "replace").rstrip("\r\n").replace("\x00", "\ufffd")
+class _Output:
+    """The program's two pipes, read into the run until they close or the run lets go of
+    them: a process the program left running in the background (``cmd &``) keeps the
+    pipes open after the program has ended, and the session ends with the program."""
+
+    def __init__(self, run):
+        self._run = run
+        self._lock = threading.Lock()
+        self._reporting = True
+
+    def read(self, stream, echo, is_stdout: bool) -> None:
+        """Each line read becomes an entry (or a progress report), in the order read.  Nothing
+        here may end the loop early: a reader that stops draining its pipe blocks the program."""
+        for raw in iter(stream.readline, b""):
+            _echo(echo, raw)
+            line = raw.decode("utf-8", "replace").rstrip("\r\n").replace("\x00", "\ufffd")
+            with self._lock:
+                if self._reporting:
+                    self._report(line, is_stdout)
+        stream.close()
+
+    def _report(self, line: str, is_stdout: bool) -> None:
         if is_stdout and line.startswith(PROGRESS_PREFIX):
             parsed = storable_json(line[len(PROGRESS_PREFIX):])
             if parsed is not None and isinstance(parsed[0], dict):
-                run.progress(**parsed[0])
-                continue
-        run.log("info" if is_stdout else "warning", line)
-    stream.close()
+                self._run.progress(**parsed[0])
+                return
+        self._run.log("info" if is_stdout else "warning", line)
+
+    def let_go(self, why: str) -> None:
+        """Report nothing more from the pipes (still echoed while this process lives)."""
+        with self._lock:
+            self._reporting = False
+            self._run.log("warning", why)
 
 
 def _echo(echo, raw: bytes) -> None:

@@ -7,6 +7,7 @@ the stop also run on PostgreSQL through the ``server`` fixture.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -248,6 +249,29 @@ def test_when_our_output_is_closed_the_program_still_runs_to_the_end(one_server,
     session = only_session(one_server, kind)
     assert session["state"] == "completed"
     assert len(stored_logs(one_server, session["id"])) == 300
+
+
+def test_a_background_process_holding_the_output_does_not_keep_the_session_running(one_server, one_token,
+                                                                                 tmp_path):
+    """``cmd &`` inside the program keeps its pipes open after it exits: the session still
+    ends with the program, a warning says what is no longer captured, and nothing the
+    program wrote itself is lost."""
+    kind = unique_kind()
+    script = 'sleep 120 & echo "$!"; echo "the program is done"'
+    done = run_runboard(client_env(one_server, one_token), tmp_path, "run", "--kind", kind, "--",
+                        "sh", "-c", script, timeout=60)       # waiting for the sleep would time out
+    left_running = int(done.stdout.split()[0])
+    try:
+        assert done.returncode == 0, done.stderr
+        session = only_session(one_server, kind)
+        assert session["state"] == "completed" and session["result"] == {"exit_code": 0}
+        assert messages(one_server, session["id"]) == [
+            ("info", str(left_running)), ("info", "the program is done"),
+            ("warning", "processes the program started still hold its output 2s after it ended; "
+                        "what they write from now on is not captured")]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(left_running, signal.SIGKILL)
 
 
 # -- what the session holds ------------------------------------------------------------------
